@@ -1,0 +1,27 @@
+# rtseg developer commands. Everything a fresh clone needs is installed from here.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rtseg-installed
+
+.PHONY: install test bench demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m rtseg.cli bench --all --json bench/results.json --markdown bench/results.md
+
+demo: install
+	$(VENV)/bin/rtseg predict samples/camvid --out demo_out
+
+clean:
+	rm -rf demo_out .pytest_cache build *.egg-info

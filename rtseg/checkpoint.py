@@ -1,0 +1,112 @@
+"""rtseg checkpoints: everything needed to rebuild and use a model without its config file.
+
+A checkpoint is a ``torch.save``'d dict with ``format == "rtseg-checkpoint"``::
+
+    model:        {"name": "enet", "num_classes": 11, "args": {...}}
+    state_dict:   the model's weights
+    classes:      {"names": [...], "palette": [[r, g, b], ...], "ignore_index": 255}
+    normalization:{"mean": [...], "std": [...]}
+    input_size:   [H, W] the model was trained / evaluated at (None: any)
+    config:       the resolved training config (dict), when trained by rtseg
+    train_state:  optimiser, scheduler, epoch, RNG, best mIoU ... (training checkpoints only)
+    metrics:      the last validation metrics
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rtseg.datasets.classes import ClassTable
+from rtseg.errors import CheckpointError
+from rtseg.io import atomic_path
+from rtseg.models import create_model
+
+FORMAT = "rtseg-checkpoint"
+VERSION = 1
+
+#: Models shipped inside the package: name -> file under rtseg/weights/.
+SHIPPED_WEIGHTS = {"enet-camvid": "enet_camvid.pt"}
+DEFAULT_WEIGHTS = "enet-camvid"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model under DDP / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def make_checkpoint(model: nn.Module, model_name: str, model_args: dict, classes: ClassTable,
+                    mean, std, input_size=None, config: dict | None = None,
+                    train_state: dict | None = None, metrics: dict | None = None) -> dict:
+    return {
+        "format": FORMAT, "version": VERSION,
+        "model": {"name": model_name, "num_classes": classes.num_classes, "args": dict(model_args)},
+        "state_dict": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "classes": classes.to_dict(),
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "input_size": list(input_size) if input_size is not None else None,
+        "config": config, "train_state": train_state, "metrics": metrics,
+    }
+
+
+def save_checkpoint(ckpt: dict, path: str | Path) -> None:
+    """Write atomically: an interrupted save leaves the previous file intact."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def resolve_weights(weights: str | Path | None) -> Path:
+    """A checkpoint path, or the name of a shipped model (None = the default shipped model)."""
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    if str(weights) in SHIPPED_WEIGHTS:
+        path = Path(str(resources.files("rtseg") / "weights" / SHIPPED_WEIGHTS[str(weights)]))
+        if not path.is_file():
+            raise CheckpointError(f"shipped model {weights!r} is missing from this install ({path})")
+        return path
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"weights not found: {weights!r} is neither a file nor a shipped model "
+                              f"({', '.join(sorted(SHIPPED_WEIGHTS))})")
+    return path
+
+
+def load_checkpoint(weights: str | Path | None, map_location: Any = "cpu") -> dict:
+    """Load and validate an rtseg checkpoint (path or shipped name)."""
+    path = resolve_weights(weights)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean "not a readable checkpoint"
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rtseg checkpoint (no 'format: {FORMAT}' entry); "
+                              "train with 'rtseg train' or convert the weights first")
+    if ckpt.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer rtseg (checkpoint version "
+                              f"{ckpt['version']} > {VERSION}); upgrade rtseg")
+    for key in ("model", "state_dict", "classes", "normalization"):
+        if key not in ckpt:
+            raise CheckpointError(f"{path} is an rtseg checkpoint without {key!r}: the file is damaged")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict) -> nn.Module:
+    """Rebuild the model and load its weights (strict); returned in eval mode on the CPU."""
+    spec = ckpt["model"]
+    try:
+        model = create_model(spec["name"], num_classes=spec["num_classes"], **spec.get("args", {}))
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: cannot rebuild model "
+                              f"{spec.get('name')!r}: {e}") from None
+    return model.eval()

@@ -1,0 +1,51 @@
+"""Class tables: names and colours of the classes a model predicts, plus the ignore index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtseg.constants import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """Names and RGB colours of the trainable classes (index = train id).
+
+    Labels handed to the loss and metrics hold train ids ``0..len(names)-1`` or
+    :data:`rtseg.constants.IGNORE_INDEX`.
+    """
+
+    names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.palette):
+            raise ValueError(f"{len(self.names)} class names but {len(self.palette)} colours")
+        if not 0 < len(self.names) <= IGNORE_INDEX:
+            raise ValueError(f"a class table needs 1..{IGNORE_INDEX} classes, got {len(self.names)}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def palette_array(self) -> np.ndarray:
+        """(256, 3) uint8 lookup table: train id -> colour; ignored and unknown ids are black."""
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[: self.num_classes] = np.asarray(self.palette, dtype=np.uint8)
+        return lut
+
+    def colorize(self, label: np.ndarray) -> np.ndarray:
+        """(H, W) train ids -> (H, W, 3) uint8 RGB."""
+        return self.palette_array()[label.astype(np.intp) & 0xFF]
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "palette": [list(c) for c in self.palette],
+                "ignore_index": self.ignore_index}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ClassTable":
+        return cls(tuple(data["names"]), tuple(tuple(int(v) for v in c) for c in data["palette"]),
+                   int(data.get("ignore_index", IGNORE_INDEX)))

@@ -1,0 +1,156 @@
+"""Joint image/label transforms.
+
+Every transform takes and returns ``(image, label)``: ``image`` a (3, H, W) tensor (uint8 until
+:class:`Normalize`, float after), ``label`` a (H, W) int64 tensor of train ids in which
+:data:`~rtseg.constants.IGNORE_INDEX` marks pixels to ignore. Randomness comes from torch's
+global generator, so DataLoader worker seeding and checkpointed RNG state cover it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from rtseg.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def resize_pair(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> Pair:
+    """Resize to ``size`` = (H, W): the image bilinearly (antialiased), the label nearest."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image, label
+    image = TF.resize(image, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    label = TF.resize(label[None], list(size), interpolation=TF.InterpolationMode.NEAREST_EXACT)[0]
+    return image, label
+
+
+class Compose:
+    def __init__(self, transforms: list) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        for t in self.transforms:
+            image, label = t(image, label)
+        return image, label
+
+    def __repr__(self) -> str:
+        return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
+
+
+@dataclass
+class Resize:
+    """Resize to a fixed (H, W)."""
+
+    size: tuple[int, int]
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        return resize_pair(image, label, self.size)
+
+
+@dataclass
+class RandomScaleCrop:
+    """Rescale by a random factor in ``scale``, then take a random ``crop`` = (H, W).
+
+    Where the rescaled image is smaller than the crop, the image is padded with 0 and the
+    label with the ignore index, so padding never counts in the loss.
+    """
+
+    crop: tuple[int, int]
+    scale: tuple[float, float] = (0.5, 2.0)
+    ignore_index: int = IGNORE_INDEX
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        h, w = image.shape[-2:]
+        s = float(torch.empty(1).uniform_(self.scale[0], self.scale[1]))
+        image, label = resize_pair(image, label, (max(1, round(h * s)), max(1, round(w * s))))
+        ch, cw = self.crop
+        pad_h, pad_w = max(0, ch - image.shape[-2]), max(0, cw - image.shape[-1])
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), value=0)
+            label = F.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_index)
+        h, w = image.shape[-2:]
+        top = int(torch.randint(0, h - ch + 1, (1,)))
+        left = int(torch.randint(0, w - cw + 1, (1,)))
+        return image[..., top:top + ch, left:left + cw], label[top:top + ch, left:left + cw]
+
+
+@dataclass
+class RandomHorizontalFlip:
+    p: float = 0.5
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        if float(torch.rand(1)) < self.p:
+            return image.flip(-1), label.flip(-1)
+        return image, label
+
+
+@dataclass
+class RandomBrightnessContrast:
+    """``f(x) = a (x - 128) + 128 + b`` with contrast ``a`` and brightness ``b`` drawn uniformly,
+    as in the FCN8s KITTI project; applied with probability ``p``; clipped to [0, 255]."""
+
+    contrast: tuple[float, float] = (0.8, 1.2)
+    brightness: tuple[float, float] = (-25.0, 25.0)
+    p: float = 0.5
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        if float(torch.rand(1)) >= self.p:
+            return image, label
+        a = float(torch.empty(1).uniform_(*self.contrast))
+        b = float(torch.empty(1).uniform_(*self.brightness))
+        out = (image.float() - 128.0) * a + 128.0 + b
+        return out.clamp_(0, 255).round_().to(torch.uint8), label
+
+
+@dataclass
+class Normalize:
+    """uint8 [0, 255] -> float ``(x / 255 - mean) / std``."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+        return normalize(image, self.mean, self.std), label
+
+
+def normalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> float32 normalised."""
+    m = torch.tensor(mean, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    return (image.float() / 255.0 - m) / s
+
+
+def denormalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Inverse of :func:`normalize`: float -> uint8 (..., 3, H, W)."""
+    m = torch.tensor(mean, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=image.device).view(3, 1, 1)
+    return ((image.float() * s + m) * 255.0).clamp(0, 255).round().to(torch.uint8)
+
+
+def build_train_transform(crop: tuple[int, int] | None, scale: tuple[float, float] = (0.5, 2.0),
+                          resize: tuple[int, int] | None = None, hflip: bool = True,
+                          brightness_contrast: bool = False,
+                          mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+    """The usual training pipeline: [resize] -> [random scale + crop] -> [flip] -> [b/c] -> normalise."""
+    steps: list = []
+    if resize is not None:
+        steps.append(Resize(tuple(resize)))
+    if crop is not None:
+        steps.append(RandomScaleCrop(tuple(crop), tuple(scale)))
+    if hflip:
+        steps.append(RandomHorizontalFlip())
+    if brightness_contrast:
+        steps.append(RandomBrightnessContrast())
+    steps.append(Normalize(mean, std))
+    return Compose(steps)
+
+
+def build_eval_transform(resize: tuple[int, int] | None = None,
+                         mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+    steps: list = [Resize(tuple(resize))] if resize is not None else []
+    steps.append(Normalize(mean, std))
+    return Compose(steps)

@@ -1,0 +1,331 @@
+"""Training and evaluation as plain functions (in the style of torchvision's references).
+
+``train_one_epoch`` and ``evaluate`` do one pass each; ``fit`` wires a :class:`TrainConfig` into
+data, model, optimiser, schedule, loss, checkpoints (best-by-val-mIoU and last, written
+atomically, resumable exactly), TensorBoard and a metrics JSONL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from rtseg.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from rtseg.class_weights import compute_class_weights
+from rtseg.config import TrainConfig
+from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.datasets import build_dataset
+from rtseg.datasets.transforms import build_eval_transform, build_train_transform, denormalize
+from rtseg.engine.losses import SegmentationLoss
+from rtseg.errors import CheckpointError, ConfigError
+from rtseg.io import atomic_write_text
+from rtseg.metrics import ConfusionMatrix
+from rtseg.models import create_model
+from rtseg.visualize import label_panel
+
+
+def select_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={name!r} but CUDA is not available here; use cpu or auto")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    # Mixed precision only where it pays: on CPUs bf16 autocast is usually slower.
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
+                    optimizer: torch.optim.Optimizer, device: torch.device, *,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    scaler: torch.amp.GradScaler | None = None, amp: bool = False,
+                    channels_last: bool = False, progress: bool = True, desc: str = "train") -> dict:
+    """One pass over ``loader``; ``scheduler`` (if any) steps every iteration.
+    Returns ``{"loss": mean loss, "images": n, "seconds": t}``."""
+    model.train()
+    total_loss, n_images, start = 0.0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+    for images, targets in bar:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            loss = loss_fn(model(images), targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at {desc}: lower optim.lr or check the labels")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = images.shape[0]
+        total_loss += loss.item() * n
+        n_images += n
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{n_images / max(elapsed, 1e-9):.1f}",
+                        lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+    return {"loss": total_loss / max(n_images, 1), "images": n_images,
+            "seconds": time.perf_counter() - start}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, *,
+             amp: bool = False, channels_last: bool = False, progress: bool = True,
+             keep_samples: int = 0, desc: str = "eval") -> tuple[dict, ConfusionMatrix, list]:
+    """mIoU etc. over ``loader``. Returns (metrics, confusion matrix, up to ``keep_samples``
+    (image uint8 HxWx3, target HxW, prediction HxW) triples for pictures)."""
+    model.eval()
+    cm = ConfusionMatrix(num_classes, device=device)
+    samples: list = []
+    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False,
+                                dynamic_ncols=True):
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(images)  # (N, C, H, W)
+        pred = logits.argmax(1)
+        cm.update(pred, targets)
+        for i in range(min(images.shape[0], keep_samples - len(samples))):
+            samples.append((denormalize(images[i].float().cpu()).permute(1, 2, 0).numpy(),
+                            targets[i].cpu().numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))
+    cm.all_reduce()
+    return cm.compute(), cm, samples
+
+
+# --------------------------------------------------------------------------------------------
+# fit: the whole training run
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    # No weight decay on BN / PReLU / biases (1-D parameters), as is usual.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if o.name == "adam":
+        return torch.optim.Adam(groups, lr=o.lr)
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
+
+
+def build_lr_lambda(cfg: TrainConfig, iters_per_epoch: int):
+    """Per-iteration lr factor for poly / step / constant (with optional linear warm-up)."""
+    s = cfg.schedule
+    total = max(1, s.epochs * iters_per_epoch)
+    warmup = s.warmup_epochs * iters_per_epoch
+
+    def factor(it: int) -> float:
+        if it < warmup:
+            return (it + 1) / warmup
+        if s.name == "poly":
+            return (1 - min(it, total - 1) / total) ** s.power
+        if s.name == "step":
+            return s.gamma ** (it // (s.step_epochs * iters_per_epoch))
+        return 1.0  # constant, or plateau (handled by ReduceLROnPlateau)
+
+    return factor
+
+
+def _write_image_summaries(writer, samples: list, classes, epoch: int) -> None:
+    for i, (image, target, pred) in enumerate(samples):
+        writer.add_image(f"val/{i}", label_panel(image, target, pred, classes), epoch, dataformats="HWC")
+
+
+def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Path | None = None) -> dict:
+    """Train per ``cfg``; returns a summary dict (best mIoU, epochs, run folder).
+
+    ``resume``: True continues from ``<out_dir>/last.pt``, a path from that checkpoint; model,
+    optimiser, scheduler, epoch and RNG state are restored, so the run continues exactly.
+    ``init_from``: start from the weights (and architecture) of another rtseg checkpoint.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = Path(cfg.run.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.run.threads > 0:
+        torch.set_num_threads(cfg.run.threads)
+    device = select_device(cfg.run.device)
+    _seed_everything(cfg.run.seed)
+
+    d = cfg.data
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    train_tf = build_train_transform(d.crop, tuple(d.scale), d.resize, d.hflip, d.brightness_contrast, mean, std)
+    val_tf = build_eval_transform(d.resize, mean, std)
+    train_set = build_dataset(d.dataset, d.train_split, d.data_root, train_tf, cache=d.cache)
+    val_set = build_dataset(d.dataset, d.val_split, d.data_root, val_tf, cache=d.cache)
+    classes = train_set.classes
+    train_loader = DataLoader(train_set, batch_size=d.batch_size, shuffle=True, drop_last=True,
+                              num_workers=d.num_workers, pin_memory=device.type == "cuda",
+                              persistent_workers=d.num_workers > 0)
+    if len(train_loader) == 0:
+        raise ConfigError(f"data.batch_size={d.batch_size} is larger than the {len(train_set)} "
+                          "training images (batches are dropped when incomplete)")
+    val_loader = DataLoader(val_set, batch_size=d.val_batch_size, shuffle=False, num_workers=d.num_workers)
+
+    if init_from is not None:
+        init = load_checkpoint(init_from)
+        if init["model"]["num_classes"] != classes.num_classes:
+            raise ConfigError(f"--init-from {init_from}: {init['model']['num_classes']} classes, "
+                              f"but {d.dataset} has {classes.num_classes}")
+        model = model_from_checkpoint(init)
+        model_name, model_args = init["model"]["name"], init["model"].get("args", {})
+    else:
+        try:
+            model = create_model(cfg.model.name, num_classes=classes.num_classes, **cfg.model.args)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {e}") from None
+        model_name, model_args = cfg.model.name, cfg.model.args
+    if cfg.run.grad_checkpoint:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise ConfigError(f"run.grad_checkpoint: model {model_name!r} does not support it")
+        model.set_grad_checkpointing(True)
+    model.to(device)
+    if cfg.run.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    weight = None
+    if cfg.loss.class_weights != "none":
+        cw = compute_class_weights(d.dataset, d.train_split, cfg.loss.class_weights, d.data_root,
+                                   progress=cfg.run.progress)
+        weight = torch.tensor(cw["weights"], dtype=torch.float32, device=device)
+    loss_fn = SegmentationLoss(weight, cfg.loss.aux_weights).to(device)
+
+    optimizer = build_optimizer(cfg, model)
+    iter_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(cfg, len(train_loader)))
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=cfg.schedule.plateau_factor, patience=cfg.schedule.plateau_patience)
+        if cfg.schedule.name == "plateau" else None)
+    use_amp = cfg.run.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    state = {"epoch": 0, "best_miou": -1.0, "best_epoch": -1, "epochs_since_best": 0}
+    if resume:
+        path = run_dir / "last.pt" if resume is True else Path(resume)
+        ckpt = load_checkpoint(path)
+        ts = ckpt.get("train_state")
+        if not ts:
+            raise CheckpointError(f"{path} holds no training state (optimiser, epoch): it cannot be resumed")
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ts["optimizer"])
+        iter_sched.load_state_dict(ts["scheduler"])
+        if plateau is not None and ts.get("plateau"):
+            plateau.load_state_dict(ts["plateau"])
+        if scaler is not None and ts.get("scaler"):
+            scaler.load_state_dict(ts["scaler"])
+        state = {k: ts[k] for k in state}
+        _set_rng_state(ts["rng"])
+
+    config_dict = cfg.to_dict()
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+    input_size = d.resize or list(val_set.load(0)[0].shape[:2])
+
+    def checkpoint(metrics: dict | None) -> dict:
+        train_state = {**state, "optimizer": optimizer.state_dict(), "scheduler": iter_sched.state_dict(),
+                       "plateau": plateau.state_dict() if plateau else None,
+                       "scaler": scaler.state_dict() if scaler else None, "rng": _rng_state()}
+        return make_checkpoint(model, model_name, model_args, classes, mean, std, input_size,
+                               config_dict, train_state, metrics)
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    stopped_early = False
+    try:
+        for epoch in range(state["epoch"], cfg.schedule.epochs):
+            stats = train_one_epoch(model, train_loader, loss_fn, optimizer, device, scheduler=iter_sched,
+                                    scaler=scaler, amp=use_amp, channels_last=cfg.run.channels_last,
+                                    progress=cfg.run.progress,
+                                    desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}")
+            lr = optimizer.param_groups[0]["lr"]
+            record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": lr,
+                      "train_seconds": round(stats["seconds"], 2),
+                      "train_images_per_s": round(stats["images"] / stats["seconds"], 2)}
+            writer.add_scalar("train/loss", stats["loss"], epoch + 1)
+            writer.add_scalar("train/lr", lr, epoch + 1)
+            metrics, improved = None, False
+            is_last = epoch + 1 == cfg.schedule.epochs
+            if (epoch + 1) % cfg.run.val_every == 0 or is_last:
+                metrics, _, samples = evaluate(model, val_loader, classes.num_classes, device, amp=use_amp,
+                                               channels_last=cfg.run.channels_last, progress=cfg.run.progress,
+                                               keep_samples=cfg.run.image_summaries, desc="val")
+                miou = metrics["miou"]
+                record.update({"val_miou": miou, "val_pixel_accuracy": metrics["pixel_accuracy"],
+                               "val_per_class_iou": dict(zip(classes.names, metrics["iou"]))})
+                writer.add_scalar("val/miou", miou, epoch + 1)
+                writer.add_scalar("val/pixel_accuracy", metrics["pixel_accuracy"], epoch + 1)
+                for name, v in zip(classes.names, metrics["iou"]):
+                    if not math.isnan(v):
+                        writer.add_scalar(f"val_iou/{name}", v, epoch + 1)
+                _write_image_summaries(writer, samples, classes, epoch + 1)
+                improved = miou > state["best_miou"]
+                if improved:
+                    state.update(best_miou=miou, best_epoch=epoch + 1, epochs_since_best=0)
+                else:
+                    state["epochs_since_best"] += 1
+                if plateau is not None:
+                    plateau.step(miou)
+            state["epoch"] = epoch + 1
+            ckpt = checkpoint(metrics)
+            if improved:
+                save_checkpoint(dict(ckpt, train_state=None), run_dir / "best.pt")  # no optimiser needed
+            save_checkpoint(ckpt, run_dir / "last.pt")
+            record["best_miou"] = state["best_miou"]
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            # One line per epoch, also when progress bars are off (logs).
+            msg = f"epoch {epoch + 1}: loss {stats['loss']:.4f}, {record['train_images_per_s']} img/s"
+            if metrics is not None:
+                msg += f", val mIoU {metrics['miou']:.4f} (best {state['best_miou']:.4f} @ {state['best_epoch']})"
+            tqdm.write(msg)
+            patience = cfg.schedule.early_stop_patience
+            if patience and state["epochs_since_best"] >= patience:
+                tqdm.write(f"early stop: no better val mIoU for {patience} epochs")
+                stopped_early = True
+                break
+    finally:
+        writer.close()
+    return {"run_dir": str(run_dir), "epochs": state["epoch"], "best_miou": state["best_miou"],
+            "best_epoch": state["best_epoch"], "stopped_early": stopped_early}

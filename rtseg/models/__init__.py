@@ -1,0 +1,37 @@
+"""Model registry: one dict of builder functions, one contract for every model.
+
+Contract: input (N, 3, H, W) normalised images; in eval mode the output is logits
+(N, num_classes, H, W) at the input resolution; in training mode a dict with ``"out"`` (those
+logits) and any auxiliary outputs, whose weighting the loss owns.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from torch import nn
+
+from rtseg.models.enet import enet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "enet": enet,
+}
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """``create_model("enet", num_classes=11)``; keyword arguments go to the builder, and an
+    unknown one is an error that lists the builder's arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: expected one of {', '.join(list_models())}")
+    builder = MODELS[name]
+    accepted = set(inspect.signature(builder).parameters) - {"num_classes"}
+    unknown = set(kwargs) - accepted
+    if unknown:
+        raise ValueError(f"model {name!r} has no argument(s) {sorted(unknown)}: "
+                         f"expected some of {sorted(accepted)}")
+    return builder(num_classes=num_classes, **kwargs)

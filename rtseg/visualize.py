@@ -1,0 +1,95 @@
+"""Pictures of predictions: colour masks, overlays, side-by-side panels, GIFs and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rtseg.datasets.classes import ClassTable
+from rtseg.io import atomic_path
+
+
+def overlay(image: np.ndarray, mask_rgb: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend an (H, W, 3) uint8 colour mask onto an (H, W, 3) uint8 image."""
+    out = image.astype(np.float32) * (1 - alpha) + mask_rgb.astype(np.float32) * alpha
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def panel(*images: np.ndarray, gap: int = 4) -> np.ndarray:
+    """Side-by-side (H, W, 3) uint8 images of the same height, separated by white gaps."""
+    h = images[0].shape[0]
+    parts = []
+    for i, im in enumerate(images):
+        if i:
+            parts.append(np.full((h, gap, 3), 255, dtype=np.uint8))
+        parts.append(im)
+    return np.concatenate(parts, axis=1)
+
+
+def save_png(array: np.ndarray, path: str | Path) -> None:
+    """Atomic PNG write of an (H, W) or (H, W, 3) uint8 array."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 5.0) -> None:
+    with atomic_path(path) as tmp:
+        pil = [Image.fromarray(f) for f in frames]
+        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:],
+                    duration=int(1000 / fps), loop=0)
+
+
+def plot_per_class_iou(names: list[str], iou: list[float], path: str | Path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 4))
+    vals = [0 if v != v else v for v in iou]
+    ax.bar(range(len(names)), vals, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("IoU")
+    ax.set_title(title or "per-class IoU")
+    for i, v in enumerate(vals):
+        ax.text(i, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(names: list[str], matrix: np.ndarray, path: str | Path) -> None:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = matrix.astype(np.float64)
+    m = m / np.maximum(m.sum(1, keepdims=True), 1)
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(0.6 * n + 3, 0.6 * n + 2))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), names, rotation=45, ha="right")
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    for i in range(n):
+        for j in range(n):
+            if m[i, j] >= 0.01:
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if m[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def label_panel(image: np.ndarray, target: np.ndarray | None, pred: np.ndarray,
+                classes: ClassTable) -> np.ndarray:
+    """input | ground truth | prediction (ground truth omitted when None)."""
+    parts = [image] + ([classes.colorize(target)] if target is not None else []) + [classes.colorize(pred)]
+    return panel(*parts)
