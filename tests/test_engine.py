@@ -1,0 +1,146 @@
+"""Training, resuming, evaluating and predicting on a few real CamVid frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rtseg.checkpoint import load_checkpoint
+from rtseg.cli import main
+from rtseg.config import load_config
+from rtseg.engine.train import fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def few_camvid(camvid_root, tmp_path_factory) -> Path:
+    """6 train + 2 val real CamVid frames at 96x128 (labels nearest), in the CamVid layout."""
+    root = tmp_path_factory.mktemp("few") / "camvid"
+    for split, n in (("train", 6), ("val", 2)):
+        for img in sorted((camvid_root / split).glob("*.png"))[:n * 20:20]:
+            for sub, resample in ((split, Image.BILINEAR), (f"{split}annot", Image.NEAREST)):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+                Image.open(camvid_root / sub / img.name).resize((128, 96), resample).save(root / sub / img.name)
+    return root
+
+
+def _cfg(root: Path, out: Path, *extra: str):
+    return load_config(REPO / "configs" / "enet_camvid.yaml", [
+        f"data.data_root={root}", f"run.out_dir={out}", "data.crop=[64,96]", "data.batch_size=3",
+        "data.val_batch_size=2", "run.progress=false", "run.image_summaries=1", *extra])
+
+
+def test_loss_falls_on_real_frames(few_camvid, tmp_path):
+    cfg = _cfg(few_camvid, tmp_path / "run", "schedule.epochs=12", "optim.lr=5e-3", "data.scale=[1.0,1.0]",
+               "data.batch_size=2", "loss.class_weights=none", "schedule.name=constant")
+    summary = fit(cfg)
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 12 and summary["epochs"] == 12
+    first, last = np.mean([l["train_loss"] for l in lines[:2]]), np.mean([l["train_loss"] for l in lines[-2:]])
+    assert last < 0.8 * first, (first, last)
+    for name in ("best.pt", "last.pt", "config.yaml"):
+        assert (tmp_path / "run" / name).is_file()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.*"))
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["model"] == {"name": "enet", "num_classes": 11, "args": {}}
+    assert best["classes"]["names"][0] == "Sky" and best["config"]["optim"]["lr"] == 5e-3
+    assert best["train_state"] is None and best["metrics"]["miou"] == pytest.approx(summary["best_miou"])
+
+
+def test_resume_is_bit_exact(few_camvid, tmp_path):
+    # A step schedule's lr depends only on the iteration, so 2 epochs straight and 1 + 1 resumed
+    # must give identical weights (model, optimiser, scheduler, epoch and RNG all restored).
+    common = ("schedule.name=step", "schedule.step_epochs=1", "schedule.gamma=0.5")
+    fit(_cfg(few_camvid, tmp_path / "straight", "schedule.epochs=2", *common))
+    fit(_cfg(few_camvid, tmp_path / "resumed", "schedule.epochs=1", *common))
+    fit(_cfg(few_camvid, tmp_path / "resumed", "schedule.epochs=2", *common), resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["train_state"]["epoch"] == b["train_state"]["epoch"] == 2
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+def test_plateau_schedule_and_early_stopping(few_camvid, tmp_path):
+    cfg = _cfg(few_camvid, tmp_path / "run", "schedule.epochs=30", "schedule.name=plateau",
+               "schedule.plateau_patience=0", "schedule.early_stop_patience=2", "optim.lr=1e-7")
+    summary = fit(cfg)  # an lr this small cannot improve mIoU for long: early stop well before 30
+    assert summary["stopped_early"] and summary["epochs"] < 30
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["lr"] < 1e-7  # halved on the plateau
+
+
+@pytest.fixture(scope="module")
+def trained(few_camvid, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("trained")
+    fit(_cfg(few_camvid, out, "schedule.epochs=1"))
+    return out / "best.pt"
+
+
+def test_eval_cli_json_and_pictures(trained, few_camvid, tmp_path, capsys):
+    out = tmp_path / "val.json"
+    assert main(["eval", "--weights", str(trained), "--dataset", "camvid", "--data-root", str(few_camvid),
+                 "--split", "val", "--json", str(out), "--plots", str(tmp_path / "plots"),
+                 "--save-predictions", str(tmp_path / "preds")]) == 0
+    r = json.loads(out.read_text())
+    assert set(r) >= {"miou", "per_class_iou", "pixel_accuracy", "mean_class_accuracy", "num_images"}
+    assert r["num_images"] == 2 and 0 <= r["miou"] <= 1 and 0 <= r["pixel_accuracy"] <= 1
+    assert list(r["per_class_iou"])[:2] == ["Sky", "Building"]
+    assert "mIoU" in capsys.readouterr().out
+    assert (tmp_path / "plots" / "per_class_iou.png").is_file()
+    assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
+    assert len(list((tmp_path / "preds").glob("*.png"))) == 2
+
+
+def test_predict_cli_writes_masks_overlays_and_gif(trained, few_camvid, tmp_path):
+    frames = sorted((few_camvid / "val").glob("*.png"))
+    out = tmp_path / "out"
+    assert main(["predict", str(few_camvid / "val"), "--weights", str(trained), "--out", str(out), "--gif"]) == 0
+    for f in frames:
+        labels = np.asarray(Image.open(out / f"{f.stem}_labels.png"))
+        assert labels.shape == (96, 128) and labels.max() < 11
+        assert np.asarray(Image.open(out / f"{f.stem}_overlay.png")).shape == (96, 128, 3)
+        assert (out / f"{f.stem}_mask.png").is_file()
+    gif = Image.open(out / "predictions.gif")
+    assert gif.n_frames == len(frames)
+
+
+def test_python_api_predict(trained, few_camvid):
+    import rtseg
+
+    seg = rtseg.load_model(trained)
+    image = np.asarray(Image.open(sorted((few_camvid / "val").glob("*.png"))[0]).convert("RGB"))
+    mask = seg.predict(image)
+    assert mask.shape == image.shape[:2] and mask.dtype == np.uint8
+    assert seg.class_names[3] == "Road" and seg.palette.shape == (11, 3)
+    np.testing.assert_array_equal(seg.predict(sorted((few_camvid / "val").glob("*.png"))[0]), mask)
+
+
+def test_bad_inputs_give_one_clear_line(trained, few_camvid, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG broken")
+    assert main(["predict", str(corrupt), "--weights", str(trained), "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, plain)
+    assert main(["predict", str(corrupt), "--weights", str(plain), "--out", str(tmp_path / "o")]) == 2
+    assert "is not an rtseg checkpoint" in capsys.readouterr().err
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"nothing useful")
+    assert main(["eval", "--weights", str(junk), "--dataset", "camvid", "--data-root", str(few_camvid)]) == 2
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+    assert main(["train", "--config", str(REPO / "configs" / "enet_camvid.yaml"), "optim.lrate=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'optim.lrate'" in err and "lr" in err
+
+    assert main(["predict", "nowhere.png", "--weights", str(trained), "--out", str(tmp_path / "o")]) == 2
+    assert "input not found: nowhere.png" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""Every registered model honours the contract: shapes, training dict, backward, any input size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rtseg import create_model, list_models
+from rtseg.models.enet import ENet, _DownsamplingBottleneck, _RegularBottleneck, _UpsamplingBottleneck
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("size", [(64, 96), (45, 61)])  # a multiple of 8 and an odd size
+def test_eval_returns_logits_at_input_size(name, size):
+    model = create_model(name, num_classes=5).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, *size))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 5, *size)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_training_returns_dict_and_backpropagates(name):
+    model = create_model(name, num_classes=4).train()
+    out = model(torch.randn(2, 3, 48, 64))
+    assert isinstance(out, dict) and out["out"].shape == (2, 4, 48, 64)
+    out["out"].logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_unknown_model_and_argument_are_clear():
+    with pytest.raises(ValueError, match="unknown model 'enett'.*enet"):
+        create_model("enett", num_classes=3)
+    with pytest.raises(ValueError, match=r"no argument\(s\) \['depth'\]"):
+        create_model("enet", num_classes=3, depth=3)
+
+
+def test_enet_parameter_count_matches_the_paper():
+    n = sum(p.numel() for p in create_model("enet", num_classes=12).parameters())
+    assert 350_000 <= n <= 370_000, n
+
+
+def test_enet_structure_follows_the_paper():
+    m = create_model("enet", num_classes=12)
+    assert m.initial[0].conv.out_channels == 13  # + 3 max-pooled input channels = 16
+    assert isinstance(m.down1, _DownsamplingBottleneck) and len(m.stage1) == 4
+    assert len(m.stage23) == 16
+    dil = [b.branch[1][0].dilation[0] for b in m.stage23[:8] if isinstance(b.branch[1][0], nn.Conv2d)
+           and b.branch[1][0].kernel_size == (3, 3)]
+    assert dil == [1, 2, 4, 1, 8, 16]
+    asym = [b for b in m.stage23[:8] if b.branch[1][0].kernel_size == (5, 1)]
+    assert len(asym) == 2
+    # PReLU in the encoder, ReLU in the decoder; dropout 0.01 / 0.1 / none.
+    assert isinstance(m.stage1[0].out_act, nn.PReLU) and isinstance(m.stage4[0].out_act, nn.ReLU)
+    assert m.stage1[0].branch[-1].p == 0.01 and m.stage23[0].branch[-1].p == 0.1
+    assert not any(isinstance(x, nn.Dropout2d) for x in [*m.up4.modules(), *m.stage4.modules(), *m.stage5.modules()])
+    assert isinstance(m.up4, _UpsamplingBottleneck) and isinstance(m.up4.unpool, nn.MaxUnpool2d)
+
+
+def test_enet_unpooling_places_values_at_pooled_positions():
+    # With zeroed side branches the decoder's main path is pure max-unpooling: an input impulse
+    # must come back exactly where the encoder's max-pool found it.
+    down = _DownsamplingBottleneck(4, 8, dropout=0.0).eval()
+    up = _UpsamplingBottleneck(8, 4).eval()
+    x = torch.zeros(1, 4, 8, 8)
+    x[0, :, 3, 5] = 1.0
+    _, idx = down(x)
+    pooled = torch.zeros(1, 8, 4, 4)
+    pooled[0, :, 1, 2] = 1.0
+    with torch.no_grad():
+        up.main_conv[0].weight.copy_(torch.eye(4, 8).view(4, 8, 1, 1))
+        for p in up.branch.parameters():
+            p.zero_()
+    out = up.unpool(up.main_conv[0](pooled), idx)
+    assert out[0, 0].nonzero().tolist() == [[3, 5]]
+
+
+def test_enet_options():
+    base = sum(p.numel() for p in ENet(5).parameters())
+    assert sum(p.numel() for p in ENet(5, stage_two_repeat=3).parameters()) > base
+    assert sum(p.numel() for p in ENet(5, num_initial_blocks=2).parameters()) > base
+    skip = ENet(5, skip_connections=True).eval()
+    assert skip(torch.randn(1, 3, 40, 56)).shape == (1, 5, 40, 56)
+
+
+def test_enet_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    a = ENet(3)
+    b = ENet(3)
+    b.load_state_dict(a.state_dict())
+    b.set_grad_checkpointing(True)
+    for m in (a, b):
+        m.train()
+        for mod in m.modules():  # dropout off so the two runs are comparable
+            if isinstance(mod, nn.Dropout2d):
+                mod.p = 0.0
+    x = torch.randn(2, 3, 32, 48)
+    a(x)["out"].sum().backward()
+    b(x)["out"].sum().backward()
+    for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-5, rtol=1e-4), n
