@@ -24,7 +24,7 @@ from torch import nn
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import CheckpointError
 from rtseg.io import atomic_path
-from rtseg.models import create_model
+from rtseg.models import INIT_ONLY_ARGS, create_model
 
 FORMAT = "rtseg-checkpoint"
 VERSION = 1
@@ -103,8 +103,9 @@ def load_checkpoint(weights: str | Path | None, map_location: Any = "cpu") -> di
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
     """Rebuild the model and load its weights (strict); returned in eval mode on the CPU."""
     spec = ckpt["model"]
+    args = {k: v for k, v in spec.get("args", {}).items() if k not in INIT_ONLY_ARGS}
     try:
-        model = create_model(spec["name"], num_classes=spec["num_classes"], **spec.get("args", {}))
+        model = create_model(spec["name"], num_classes=spec["num_classes"], **args)
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: cannot rebuild model "

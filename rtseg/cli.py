@@ -89,11 +89,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gif_frames, seconds = [], []
+    if args.format == "cityscapes" and seg.num_classes != 19:
+        raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {args.weights or 'the default model'} "
+                         f"predicts {seg.num_classes} classes")
     for path in tqdm(paths, desc="predict", unit="img", disable=len(paths) < 2):
         image = read_image(path)
         start = time.perf_counter()
         mask = seg.predict(image)
         seconds.append(time.perf_counter() - start)
+        if args.format == "cityscapes":
+            # Official label ids, named so the evaluator finds <city>_<seq>_<frame>*.png.
+            from rtseg.datasets.cityscapes import train_ids_to_label_ids
+
+            save_png(train_ids_to_label_ids(mask), out / f"{path.stem}.png")
+            continue
         colour = seg.colorize(mask)
         save_png(mask, out / f"{path.stem}_labels.png")
         save_png(colour, out / f"{path.stem}_mask.png")
@@ -119,14 +128,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rtseg.datasets.classes import ClassTable
     from rtseg.datasets.transforms import build_eval_transform
     from rtseg.engine.train import evaluate, select_device
+    from rtseg.metrics import BinaryPRCurve
     from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
 
     ckpt = load_checkpoint(args.weights)
     classes = ClassTable.from_dict(ckpt["classes"])
     resize = _parse_size(args.size) if args.size else ((ckpt.get("config") or {}).get("data") or {}).get("resize")
     norm = ckpt["normalization"]
+    # Training resolution: frames and labels resized. Full resolution: labels untouched, the
+    # network still runs at the training size and its logits are upsampled.
     dataset = build_dataset(args.dataset, args.split, args.data_root,
-                            build_eval_transform(resize, norm["mean"], norm["std"]))
+                            build_eval_transform(None if args.full_res else resize, norm["mean"], norm["std"]))
     if dataset.classes.num_classes != classes.num_classes:
         raise RtsegError(f"{args.weights} predicts {classes.num_classes} classes but {args.dataset} "
                          f"has {dataset.classes.num_classes}")
@@ -136,7 +148,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(ckpt).to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     keep = len(dataset) if args.save_predictions else 0
-    metrics, cm, samples = evaluate(model, loader, classes.num_classes, device, keep_samples=keep)
+    pr = BinaryPRCurve(positive=1, device=device) if args.dataset == "kitti_road" else None
+    metrics, cm, samples = evaluate(model, loader, classes.num_classes, device, keep_samples=keep,
+                                    input_size=resize if args.full_res else None, pr_curve=pr)
     result = {
         "miou": metrics["miou"],
         "per_class_iou": dict(zip(classes.names, metrics["iou"])),
@@ -145,7 +159,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "num_images": len(dataset),
         "weights": str(args.weights), "dataset": args.dataset, "split": args.split,
         "input_size": list(resize) if resize else None,
+        "resolution": "full" if args.full_res or not resize else "training",
     }
+    if pr is not None:
+        # Perspective (image) space; the official KITTI benchmark scores in bird's-eye view.
+        result["road"] = {**pr.compute(), "space": "perspective"}
     _write_json(args.json, result)
     print(f"{args.dataset} {args.split}: {len(dataset)} images")
     width = max(len(n) for n in classes.names)
@@ -153,7 +171,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"  {name:<{width}}  {'n/a' if math.isnan(v) else f'{100 * v:5.1f}'}")
     print(f"  {'mIoU':<{width}}  {100 * result['miou']:5.1f}")
     print(f"  pixel accuracy {100 * result['pixel_accuracy']:.1f}, mean class accuracy "
-          f"{100 * result['mean_class_accuracy']:.1f}")
+          f"{100 * result['mean_class_accuracy']:.1f}  ({result['resolution']} resolution)")
+    if pr is not None:
+        road = result["road"]
+        print(f"  road MaxF {100 * road['max_f']:.2f}, AP {100 * road['average_precision']:.2f} "
+              "(perspective space; the KITTI benchmark scores in bird's-eye view)")
     if args.plots:
         plots = Path(args.plots)
         plot_per_class_iou(list(classes.names), metrics["iou"], plots / "per_class_iou.png",
@@ -259,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint path or shipped model name (default: enet-camvid, shipped)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--format", choices=["default", "cityscapes"], default="default",
+                   help="default: colour mask, overlay and class-index PNGs; cityscapes: official "
+                        "label-id PNGs at full resolution named after the input, for the evaluator")
     p.add_argument("--gif", nargs="?", const=True, default=None, metavar="PATH",
                    help="also write an animated GIF of input | prediction over the frames "
                         "(default path: DIR/predictions.gif)")
@@ -275,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--size", default=None, metavar="HxW",
                    help="resize frames to HxW first (default: the training config's data.resize, else native)")
+    p.add_argument("--full-res", action="store_true",
+                   help="score at the labels' full resolution (the network still runs at --size / the "
+                        "training resolution; its logits are upsampled)")
     p.add_argument("--save-predictions", default=None, metavar="DIR",
                    help="write input | ground truth | prediction panels")
     p.add_argument("--plots", default=None, metavar="DIR",

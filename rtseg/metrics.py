@@ -74,3 +74,49 @@ class ConfusionMatrix:
 def _nanmean(x: torch.Tensor) -> float:
     valid = ~torch.isnan(x)
     return float(x[valid].mean()) if valid.any() else math.nan
+
+
+class BinaryPRCurve:
+    """Precision/recall of one class's probability over fixed thresholds, accumulated as
+    histograms (as the KITTI Road devkit does): MaxF (best F1 over thresholds) and AP.
+
+    ``update(prob, target)``: ``prob`` the class probability in [0, 1], ``target`` labels where
+    ``positive`` marks the class; ignored pixels are skipped. AP is the devkit's: the mean over
+    recall levels 0, 0.1, ..., 1 of the best precision at a recall at least that level.
+    """
+
+    def __init__(self, positive: int = 1, num_thresholds: int = 256, ignore_index: int = IGNORE_INDEX,
+                 device: torch.device | str | None = None) -> None:
+        self.positive = positive
+        self.ignore_index = ignore_index
+        self.bins = num_thresholds
+        self.pos = torch.zeros(num_thresholds, dtype=torch.int64, device=device)
+        self.neg = torch.zeros(num_thresholds, dtype=torch.int64, device=device)
+
+    @torch.no_grad()
+    def update(self, prob: torch.Tensor, target: torch.Tensor) -> None:
+        valid = target != self.ignore_index
+        b = (prob[valid].float().clamp(0, 1) * (self.bins - 1)).round().long().to(self.pos.device)
+        is_pos = (target[valid] == self.positive).to(self.pos.device)
+        self.pos += torch.bincount(b[is_pos], minlength=self.bins)
+        self.neg += torch.bincount(b[~is_pos], minlength=self.bins)
+
+    def compute(self) -> dict:
+        # Predicted positive at threshold t: every pixel whose bin is >= t.
+        tp = self.pos.flip(0).cumsum(0).flip(0).double().cpu()
+        fp = self.neg.flip(0).cumsum(0).flip(0).double().cpu()
+        total_pos = float(self.pos.sum())
+        if total_pos == 0:
+            return {"max_f": math.nan, "average_precision": math.nan, "best_threshold": math.nan}
+        precision = torch.where(tp + fp > 0, tp / (tp + fp).clamp(min=1), torch.ones_like(tp))
+        recall = tp / total_pos
+        f = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                        torch.zeros_like(tp))
+        best = int(f.argmax())
+        ap = 0.0
+        for level in torch.linspace(0, 1, 11, dtype=torch.float64):
+            mask = recall >= level - 1e-12
+            ap += float(precision[mask].max()) if mask.any() else 0.0
+        return {"max_f": float(f[best]), "average_precision": ap / 11,
+                "best_threshold": best / (self.bins - 1),
+                "precision_at_max_f": float(precision[best]), "recall_at_max_f": float(recall[best])}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data import DataLoader
@@ -30,7 +31,7 @@ from rtseg.datasets.transforms import build_eval_transform, build_train_transfor
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.errors import CheckpointError, ConfigError
 from rtseg.io import atomic_write_text
-from rtseg.metrics import ConfusionMatrix
+from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
 from rtseg.models import create_model
 from rtseg.visualize import label_panel
 
@@ -92,9 +93,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, *,
              amp: bool = False, channels_last: bool = False, progress: bool = True,
-             keep_samples: int = 0, desc: str = "eval") -> tuple[dict, ConfusionMatrix, list]:
+             keep_samples: int = 0, desc: str = "eval", input_size: list[int] | None = None,
+             pr_curve: BinaryPRCurve | None = None) -> tuple[dict, ConfusionMatrix, list]:
     """mIoU etc. over ``loader``. Returns (metrics, confusion matrix, up to ``keep_samples``
-    (image uint8 HxWx3, target HxW, prediction HxW) triples for pictures)."""
+    (image uint8 HxWx3, target HxW, prediction HxW) triples for pictures).
+
+    ``input_size``: run the network at this (H, W) and upsample its logits to the labels' size
+    (evaluation at full resolution of a model trained smaller). ``pr_curve``: also accumulate
+    the softmax probability of its positive class (KITTI Road MaxF / AP)."""
     model.eval()
     cm = ConfusionMatrix(num_classes, device=device)
     samples: list = []
@@ -104,10 +110,18 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
+        net_in = images
+        if input_size is not None and tuple(input_size) != tuple(images.shape[-2:]):
+            net_in = F.interpolate(images, size=tuple(input_size), mode="bilinear", align_corners=False,
+                                   antialias=True)
         with _autocast(device, amp):
-            logits = model(images)  # (N, C, H, W)
-        pred = logits.argmax(1)
+            logits = model(net_in)  # (N, C, h, w)
+        if logits.shape[-2:] != targets.shape[-2:]:
+            logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        pred = logits.argmax(1)  # (N, H, W)
         cm.update(pred, targets)
+        if pr_curve is not None:
+            pr_curve.update(logits.float().softmax(1)[:, pr_curve.positive], targets)
         for i in range(min(images.shape[0], keep_samples - len(samples))):
             samples.append((denormalize(images[i].float().cpu()).permute(1, 2, 0).numpy(),
                             targets[i].cpu().numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))

@@ -13,10 +13,17 @@ from typing import Callable
 from torch import nn
 
 from rtseg.models.enet import enet
+from rtseg.models.fcn8s import fcn8s, fcn8s_mobilenetv3
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "enet": enet,
+    "fcn8s": fcn8s,
+    "fcn8s_mobilenetv3": fcn8s_mobilenetv3,
 }
+
+#: Builder arguments that only say how to initialise a model (pretrained encoders). A trained
+#: checkpoint already holds those weights, so rebuilding from it leaves them out.
+INIT_ONLY_ARGS = ("backbone_weights",)
 
 
 def list_models() -> list[str]:
