@@ -18,7 +18,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) -m rtseg.cli bench --all --json bench/results.json --markdown bench/results.md
+	$(VENV)/bin/rtseg bench --suite --threads 2 --calibrate camvid:train:32 --json bench/results.json --markdown bench/results.md
 
 demo: install
 	$(VENV)/bin/rtseg predict samples/camvid --out demo_out

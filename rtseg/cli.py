@@ -123,34 +123,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from torch.utils.data import DataLoader
 
-    from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
+    import torch
+
     from rtseg.datasets import build_dataset
-    from rtseg.datasets.classes import ClassTable
     from rtseg.datasets.transforms import build_eval_transform
+    from rtseg.inference import load_weights
     from rtseg.engine.train import evaluate, select_device
     from rtseg.metrics import BinaryPRCurve
     from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
 
-    ckpt = load_checkpoint(args.weights)
-    classes = ClassTable.from_dict(ckpt["classes"])
-    resize = _parse_size(args.size) if args.size else ((ckpt.get("config") or {}).get("data") or {}).get("resize")
-    norm = ckpt["normalization"]
+    loaded = load_weights(args.weights, threads=args.threads)
+    classes = loaded.classes
+    resize = _parse_size(args.size) if args.size else loaded.train_resize
     # Training resolution: frames and labels resized. Full resolution: labels untouched, the
-    # network still runs at the training size and its logits are upsampled.
+    # network still runs at the training size and its logits are upsampled. Static ONNX graphs
+    # always run at their export size.
+    net_size = loaded.fixed_size or (resize if args.full_res else None)
+    frame_size = None if (args.full_res or loaded.fixed_size) else resize
     dataset = build_dataset(args.dataset, args.split, args.data_root,
-                            build_eval_transform(None if args.full_res else resize, norm["mean"], norm["std"]))
+                            build_eval_transform(frame_size, loaded.mean, loaded.std))
     if dataset.classes.num_classes != classes.num_classes:
         raise RtsegError(f"{args.weights} predicts {classes.num_classes} classes but {args.dataset} "
                          f"has {dataset.classes.num_classes}")
     if not dataset.has_labels:
         raise RtsegError(f"{args.dataset} {args.split} has no labels to evaluate against")
-    device = select_device(args.device)
-    model = model_from_checkpoint(ckpt).to(device)
+    device = select_device(args.device) if loaded.checkpoint is not None else torch.device("cpu")
+    model = loaded.model.to(device)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
     keep = len(dataset) if args.save_predictions else 0
     pr = BinaryPRCurve(positive=1, device=device) if args.dataset == "kitti_road" else None
     metrics, cm, samples = evaluate(model, loader, classes.num_classes, device, keep_samples=keep,
-                                    input_size=resize if args.full_res else None, pr_curve=pr)
+                                    input_size=net_size, pr_curve=pr)
     result = {
         "miou": metrics["miou"],
         "per_class_iou": dict(zip(classes.names, metrics["iou"])),
@@ -158,8 +161,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "mean_class_accuracy": metrics["mean_class_accuracy"],
         "num_images": len(dataset),
         "weights": str(args.weights), "dataset": args.dataset, "split": args.split,
-        "input_size": list(resize) if resize else None,
-        "resolution": "full" if args.full_res or not resize else "training",
+        "input_size": list(net_size or resize or []) or None,
+        "resolution": "training" if frame_size else "full",
     }
     if pr is not None:
         # Perspective (image) space; the official KITTI benchmark scores in bird's-eye view.
@@ -247,6 +250,181 @@ def cmd_datasets_resize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from rtseg.deploy.export import (ArgmaxHead, ExportMismatchError, compare, export_onnx,
+                                     export_torchscript)
+
+    ckpt = load_checkpoint(args.weights)
+    model = model_from_checkpoint(ckpt)
+    if args.size:
+        size = _parse_size(args.size)
+    elif ckpt.get("input_size"):
+        size = list(ckpt["input_size"])
+    else:
+        raise RtsegError("--size HxW is needed: the checkpoint records no input size")
+    out = Path(args.out)
+    if args.int8 and args.format != "onnx":
+        raise RtsegError("--int8 needs --format onnx (quantisation runs in ONNX Runtime)")
+    if args.int8 and not args.calibrate:
+        raise RtsegError("--int8 needs --calibrate DATASET:SPLIT:N (real frames to calibrate on)")
+    meta = {"rtseg_classes": ckpt["classes"], "rtseg_normalization": ckpt["normalization"],
+            "rtseg_input_size": ckpt.get("input_size") or size, "rtseg_model": ckpt["model"]}
+    if args.format == "torchscript":
+        report = export_torchscript(model, out, tuple(size), argmax=args.argmax)
+    elif not args.int8:
+        report = export_onnx(model, out, tuple(size), argmax=args.argmax, dynamic=args.dynamic, metadata=meta)
+    else:
+        import tempfile
+
+        from rtseg.deploy.onnx_model import make_session
+        from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
+
+        dataset, split, n = parse_calibration(args.calibrate)
+        with tempfile.TemporaryDirectory() as tmp:
+            float_path = Path(tmp) / "float.onnx"
+            report = export_onnx(model, float_path, tuple(size), argmax=args.argmax, dynamic=args.dynamic,
+                                 metadata=meta)
+            frames = calibration_frames(dataset, split, n, tuple(size), ckpt["normalization"]["mean"],
+                                        ckpt["normalization"]["std"], args.data_root)
+            keep = [k for k in (args.keep_float or "").split(",") if k]
+            report["int8"] = quantize_int8(float_path, out, frames, keep_float=keep)
+            report["float_mb"] = round(float_path.stat().st_size / 2**20, 3)
+        report.update(path=str(out), file_mb=round(out.stat().st_size / 2**20, 3))
+        session = make_session(out)
+        name = session.get_inputs()[0].name
+        reference = ArgmaxHead(model) if args.argmax else model
+        parity = compare(reference, lambda a: session.run(None, {name: a})[0],
+                         [torch.from_numpy(f) for f in frames[:4]], args.argmax)
+        report["int8"]["parity_on_calibration_frames"] = parity.to_dict()
+        if parity.pixel_agreement < 0.9:
+            raise ExportMismatchError(f"int8 model agrees with PyTorch on only {100 * parity.pixel_agreement:.1f}% "
+                                      "of pixels; keep more layers in float (--keep-float)")
+    if "file_mb" not in report:
+        report["file_mb"] = round(out.stat().st_size / 2**20, 3)
+    _write_json(str(out) + ".json", report)
+    par = report.get("int8", {}).get("parity_on_calibration_frames") or report.get("parity", {})
+    print(f"exported {report['format']}{' int8' if args.int8 else ''} -> {out} ({report['file_mb']} MB), "
+          f"size {size[0]}x{size[1]}, parity: max |diff| {par.get('max_abs_diff', float('nan')):.2g}, "
+          f"{100 * par.get('pixel_agreement', float('nan')):.3f}% pixels agree")
+    return 0
+
+
+def _bench_one(model_name: str, weights: str | None, size, backend: str, threads: int, iters: int,
+               calibrate: str | None, data_root: str | None, num_classes: int) -> dict:
+    import numpy as np
+    import torch
+
+    from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from rtseg.datasets.classes import ClassTable
+    from rtseg.datasets.transforms import normalize
+    from rtseg.deploy.bench import benchmark, machine_info
+    from rtseg.models import create_model
+
+    if weights:
+        ckpt = load_checkpoint(weights)
+        model = model_from_checkpoint(ckpt)
+        classes = ClassTable.from_dict(ckpt["classes"])
+        mean, std = ckpt["normalization"]["mean"], ckpt["normalization"]["std"]
+        model_name = ckpt["model"]["name"]
+        meta = {"rtseg_classes": ckpt["classes"], "rtseg_normalization": ckpt["normalization"],
+                "rtseg_input_size": list(size), "rtseg_model": ckpt["model"]}
+    else:
+        from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
+
+        model = create_model(model_name, num_classes=num_classes)
+        classes = ClassTable(tuple(f"class{i}" for i in range(num_classes)),
+                             tuple((i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(num_classes)))
+        mean, std, meta = IMAGENET_MEAN, IMAGENET_STD, None
+    calibration = None
+    if backend == "onnxruntime-int8" and calibrate:
+        from rtseg.deploy.quantize import calibration_frames, parse_calibration
+
+        ds, split, n = parse_calibration(calibrate)
+        calibration = calibration_frames(ds, split, n, tuple(size), mean, std, data_root)
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    palette = classes.palette_array()
+
+    def end_to_end(runner):
+        def run():
+            x = normalize(torch.from_numpy(image).permute(2, 0, 1)[None], mean, std)
+            mask = runner(x).argmax(1)[0].to(torch.uint8).numpy()
+            return palette[mask]
+        return run
+
+    result = benchmark(model, tuple(size), backend, threads, iters=iters, end_to_end=end_to_end,
+                       calibration=calibration, metadata=meta)
+    return {"model": model_name, "weights": weights, **result, "machine": machine_info()}
+
+
+#: make bench: (model, weights, backends, iterations)
+BENCH_SUITE = (
+    ("enet", "enet-camvid", ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8"), 30),
+    ("fcn8s_mobilenetv3", None, ("torch", "onnxruntime", "onnxruntime-int8"), 20),
+    ("fcn8s", None, ("torch",), 3),
+)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    size = _parse_size(args.size)
+    if args.suite:
+        rows = []
+        for model_name, weights, backends, iters in BENCH_SUITE:
+            for backend in backends:
+                print(f"bench {model_name} {backend} ...", flush=True)
+                rows.append(_bench_one(model_name, weights, size, backend, args.threads, iters, args.calibrate,
+                                       args.data_root, 11))
+                print(f"  median {rows[-1]['median_ms']} ms, p90 {rows[-1]['p90_ms']} ms", flush=True)
+        _write_json(args.json, {"size": size, "results": rows})
+        if args.markdown:
+            from rtseg.io import atomic_write_text
+
+            atomic_write_text(args.markdown, bench_markdown(rows))
+        print(bench_markdown(rows))
+        return 0
+    if not args.model and not args.weights:
+        raise RtsegError("give --model NAME (random weights) or --weights W, or --suite")
+    row = _bench_one(args.model, args.weights, size, args.backend, args.threads, args.iters, args.calibrate,
+                     args.data_root, args.num_classes)
+    _write_json(args.json, row)
+    print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=2))
+    return 0
+
+
+def bench_markdown(rows: list[dict]) -> str:
+    m = rows[0]["machine"]
+    head = (f"Measured on {m['cpu']} ({m['cores']} cores), torch {m['torch']}, onnxruntime "
+            f"{m.get('onnxruntime', '-')}; batch 1, {rows[0]['size'][1]}x{rows[0]['size'][0]} (WxH), "
+            f"{rows[0]['threads']} threads.\n\n")
+    lines = ["| model | backend | params (M) | GFLOPs | median ms | p90 ms | FPS | image->mask ms | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | "
+                     f"{r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['fps']:.1f} | "
+                     f"{r.get('e2e_median_ms', float('nan')):.1f} | {r['peak_mem_mb']:.0f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from rtseg.inference import load_model
+    from rtseg.video import _check_output, open_source, segment_video
+
+    source = open_source(args.input, fps=args.fps)  # fails before any work on a bad input
+    _check_output(Path(args.out))
+    seg = load_model(args.weights, device=args.device)
+    stats = segment_video(seg, source, args.out, gif=args.gif, alpha=args.alpha)
+    n = stats["frames_out"]
+    print(f"{n} frames -> {stats['output']} at {stats['source_fps']:.1f} fps")
+    for stage in ("decode", "inference", "encode"):
+        total = stats[f"{stage}_s"]
+        print(f"  {stage:<9} {total:7.2f} s total, {1000 * total / n:7.1f} ms/frame")
+    print(f"  wall      {stats['wall_s']:7.2f} s, {stats['fps_overall']:.1f} FPS overall "
+          f"(network alone {stats['fps_network']:.1f} FPS)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtseg", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -295,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a model: per-class IoU, mIoU (void ignored), pixel accuracy "
                                    "and mean class accuracy. Prints a table; --json writes the figures.")
     p.add_argument("--weights", default=None, metavar="W",
-                   help="checkpoint path or shipped model name (default: enet-camvid)")
+                   help="checkpoint path, .onnx export or shipped model name (default: enet-camvid)")
     _add_data_args(p, "val")
     p.add_argument("--json", default=None, metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--size", default=None, metavar="HxW",
@@ -309,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write per_class_iou.png and confusion_matrix.png")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (ONNX models run on the CPU)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("class-weights", help="compute class weights (median frequency or ENet)",
@@ -343,6 +522,62 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", required=True, metavar="HxW", help="target size, e.g. 180x240")
     q.add_argument("--out", required=True, metavar="DIR")
     q.set_defaults(func=cmd_datasets_resize)
+
+    p = sub.add_parser("export", help="export to ONNX or TorchScript (with a parity check), int8",
+                       description="Export a model for deployment. BatchNorm is folded into the convolutions; "
+                                   "the export is run against PyTorch on the same inputs and the command fails "
+                                   "if they diverge. Writes PATH and PATH.json (the report). The exported "
+                                   "network takes normalised float (N, 3, H, W) images; the ONNX metadata "
+                                   "holds the class table and normalisation.")
+    p.add_argument("--weights", default=None, metavar="W", help="checkpoint or shipped model (default enet-camvid)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--size", default=None, metavar="HxW", help="input size (default: the checkpoint's)")
+    p.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch, height and width")
+    p.add_argument("--argmax", action="store_true", help="end the graph with argmax: (N, H, W) class ids")
+    p.add_argument("--int8", action="store_true", help="ONNX Runtime static int8 quantisation (QDQ, per-channel)")
+    p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
+                   help="int8 calibration frames, e.g. camvid:train:64")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")
+    p.add_argument("--keep-float", default=None, metavar="NAMES",
+                   help="int8: comma-separated substrings of node names to keep in float")
+    p.add_argument("--out", required=True, metavar="PATH")
+    p.set_defaults(func=cmd_export)
+
+    from rtseg.deploy.bench import BACKENDS
+    from rtseg.models import list_models
+
+    p = sub.add_parser("bench", help="latency, FPS, parameters, GFLOPs and memory of a model",
+                       description="Time the network alone (batch 1, after warm-up) and, separately, the whole "
+                                   "image -> mask path; report parameters, GFLOPs and peak resident memory. "
+                                   "--suite runs the table of `make bench`.")
+    p.add_argument("--model", choices=list_models(), default=None, help="architecture (random weights)")
+    p.add_argument("--weights", default=None, metavar="W", help="checkpoint or shipped model")
+    p.add_argument("--num-classes", type=int, default=11, help="classes for --model without --weights")
+    p.add_argument("--size", default="360x480", metavar="HxW", help="input size (default 360x480)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--iters", type=int, default=30, help="timed iterations")
+    p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
+                   help="int8 calibration frames (default: synthetic)")
+    p.add_argument("--data-root", default=None, metavar="DIR")
+    p.add_argument("--suite", action="store_true", help="every model x backend of `make bench`")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--markdown", default=None, metavar="OUT", help="with --suite: the table as markdown")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("video", help="segment a video, a folder of frames or a camera",
+                       description="Segment every frame and write a video with the prediction overlaid and the "
+                                   "measured FPS drawn on it, at the source frame rate. Decoding, inference and "
+                                   "encoding run concurrently (bounded queues); a summary of per-stage time is "
+                                   "printed at the end.")
+    p.add_argument("input", metavar="INPUT", help="video file, folder or glob of frames, or camera index (0)")
+    p.add_argument("--weights", default=None, metavar="W", help="checkpoint, .onnx or shipped model (default enet-camvid)")
+    p.add_argument("--out", required=True, metavar="OUT.mp4", help="output video (.mp4, .avi, .mkv, .mov)")
+    p.add_argument("--gif", default=None, metavar="OUT.gif", help="also write an animated GIF (half size)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 10) or override")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=cmd_video)
     return parser
 
 

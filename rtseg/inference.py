@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +30,14 @@ class Segmenter:
                  input_size: list[int] | None = None, device: str | torch.device = "cpu",
                  name: str = "") -> None:
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        self.model = model.eval()
+        self.model = self.model.to(self.device)
         self.classes = classes
         self.mean, self.std = tuple(mean), tuple(std)
         self.input_size = tuple(input_size) if input_size else None
         self.name = name
+        #: Static-shape exports run at exactly this (H, W).
+        self.fixed_size: list[int] | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -50,6 +54,8 @@ class Segmenter:
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) the network runs at for an input of this size."""
+        if self.fixed_size is not None:
+            return tuple(self.fixed_size)
         if self.input_size is None:
             return height, width
         scale = min(self.input_size) / min(height, width)
@@ -93,11 +99,47 @@ class Segmenter:
         return overlay(image, self.colorize(mask), alpha)
 
 
-def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Segmenter:
-    """A :class:`Segmenter` from a checkpoint path or a shipped model name (default:
-    ``"enet-camvid"``, shipped inside the package, works offline)."""
+@dataclass
+class LoadedWeights:
+    """A model from a checkpoint or an exported ONNX file, with what is needed to feed it."""
+
+    model: object  # nn.Module, or OnnxSegmentationModel (same calling convention)
+    classes: ClassTable
+    mean: tuple
+    std: tuple
+    input_size: list[int] | None  # resolution it was trained / evaluated at
+    train_resize: list[int] | None  # the training config's data.resize
+    fixed_size: list[int] | None  # an exported static graph accepts only this (H, W)
+    name: str
+    checkpoint: dict | None
+
+
+def load_weights(weights: str | Path | None, threads: int = 0) -> LoadedWeights:
+    """A checkpoint path, a shipped model name (None = default) or an ``.onnx`` export."""
+    if weights is not None and str(weights).endswith(".onnx"):
+        from rtseg.deploy.onnx_model import OnnxSegmentationModel
+
+        onnx_model = OnnxSegmentationModel(weights, threads=threads)
+        meta = onnx_model.meta
+        shape = onnx_model.session.get_inputs()[0].shape  # [N, 3, H, W]; str entries are dynamic
+        fixed = [int(v) for v in shape[2:]] if all(isinstance(v, int) for v in shape[2:]) else None
+        return LoadedWeights(onnx_model, ClassTable.from_dict(meta["rtseg_classes"]),
+                             tuple(meta["rtseg_normalization"]["mean"]), tuple(meta["rtseg_normalization"]["std"]),
+                             meta["rtseg_input_size"], None, fixed, f"{meta['rtseg_model']['name']} (onnx)", None)
     ckpt = load_checkpoint(weights)
     model = model_from_checkpoint(ckpt)
-    return Segmenter(model, ClassTable.from_dict(ckpt["classes"]), ckpt["normalization"]["mean"],
-                     ckpt["normalization"]["std"], ckpt.get("input_size"), device,
-                     name=ckpt["model"]["name"])
+    if threads > 0:
+        torch.set_num_threads(threads)
+    resize = ((ckpt.get("config") or {}).get("data") or {}).get("resize")
+    return LoadedWeights(model, ClassTable.from_dict(ckpt["classes"]), tuple(ckpt["normalization"]["mean"]),
+                         tuple(ckpt["normalization"]["std"]), ckpt.get("input_size"), resize, None,
+                         ckpt["model"]["name"], ckpt)
+
+
+def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu") -> Segmenter:
+    """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
+    (default: ``"enet-camvid"``, shipped inside the package, works offline)."""
+    w = load_weights(weights)
+    seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name)
+    seg.fixed_size = w.fixed_size
+    return seg

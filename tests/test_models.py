@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from rtseg import create_model, list_models
-from rtseg.models.enet import ENet, _DownsamplingBottleneck, _RegularBottleneck, _UpsamplingBottleneck
+from rtseg.models.enet import ENet, _DownsamplingBottleneck, _MaxUnpool2x, _UpsamplingBottleneck
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -56,7 +56,7 @@ def test_enet_structure_follows_the_paper():
     assert isinstance(m.stage1[0].out_act, nn.PReLU) and isinstance(m.stage4[0].out_act, nn.ReLU)
     assert m.stage1[0].branch[-1].p == 0.01 and m.stage23[0].branch[-1].p == 0.1
     assert not any(isinstance(x, nn.Dropout2d) for x in [*m.up4.modules(), *m.stage4.modules(), *m.stage5.modules()])
-    assert isinstance(m.up4, _UpsamplingBottleneck) and isinstance(m.up4.unpool, nn.MaxUnpool2d)
+    assert isinstance(m.up4, _UpsamplingBottleneck) and isinstance(m.up4.unpool, _MaxUnpool2x)
 
 
 def test_enet_unpooling_places_values_at_pooled_positions():
@@ -75,6 +75,7 @@ def test_enet_unpooling_places_values_at_pooled_positions():
             p.zero_()
     out = up.unpool(up.main_conv[0](pooled), idx)
     assert out[0, 0].nonzero().tolist() == [[3, 5]]
+    assert torch.equal(out, nn.functional.max_unpool2d(up.main_conv[0](pooled), idx, 2, 2))
 
 
 def test_enet_options():

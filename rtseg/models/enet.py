@@ -105,6 +105,19 @@ class _DownsamplingBottleneck(nn.Module):
         return self.out_act(main + self.branch(x)), indices
 
 
+class _MaxUnpool2x(nn.Module):
+    """2x2 stride-2 max-unpooling: (N, C, h, w) values + pool indices -> (N, C, 2h, 2w).
+
+    Calls the aten op directly: ``nn.MaxUnpool2d`` validates the output size in Python, which
+    TorchScript tracing cannot do. The indices are PyTorch's (flattened per channel plane); the
+    ONNX exporter lowers this to ScatterND with exactly that layout, avoiding the index-layout
+    trap of ONNX's own MaxUnpool.
+    """
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten.max_unpool2d(x, indices, [2 * x.shape[-2], 2 * x.shape[-1]])
+
+
 class _UpsamplingBottleneck(nn.Module):
     """(N, Cin, H, W) + indices -> (N, Cout, 2H, 2W).
 
@@ -116,7 +129,7 @@ class _UpsamplingBottleneck(nn.Module):
         super().__init__()
         inner = cin // internal_ratio
         self.main_conv = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        self.unpool = nn.MaxUnpool2d(2, stride=2)
+        self.unpool = _MaxUnpool2x()
         self.branch = nn.Sequential(
             _conv_bn_act(cin, inner, 1, prelu=prelu),
             nn.ConvTranspose2d(inner, inner, 3, stride=2, padding=1, output_padding=1, bias=False),

@@ -1,0 +1,200 @@
+"""Export to ONNX or TorchScript, and check the export against PyTorch.
+
+The exported network takes normalised float images (N, 3, H, W) (see the checkpoint's
+``normalization``; it is also stored in the ONNX metadata) and returns logits (N, C, H, W), or
+with ``argmax=True`` an (N, H, W) int64 class map computed inside the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rtseg.deploy.fold import fold_batchnorm
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_path
+
+OPSET = 18
+
+
+class ArgmaxHead(nn.Module):
+    """Wraps a model so that the graph ends in the class map: (N, 3, H, W) -> (N, H, W) int64."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).argmax(1)
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: float  # logits (0 for argmax exports, which compare classes only)
+    pixel_agreement: float  # share of pixels whose class agrees
+    inputs: int
+    logit_scale: float = 0.0  # max |PyTorch logit|, what the difference is judged against
+
+    def to_dict(self) -> dict:
+        return {"max_abs_diff": self.max_abs_diff, "pixel_agreement": self.pixel_agreement,
+                "inputs": self.inputs, "logit_scale": self.logit_scale}
+
+
+class ExportMismatchError(RtsegError, RuntimeError):
+    """The exported model's outputs diverge from PyTorch's."""
+
+
+def prepare(model: nn.Module, argmax: bool = False, fold_bn: bool = True) -> nn.Module:
+    model = fold_batchnorm(model) if fold_bn else model.eval()
+    return ArgmaxHead(model).eval() if argmax else model
+
+
+def _parity_inputs(size: tuple[int, int], batch: int = 1, seed: int = 0, count: int = 2) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    # Normalised-image statistics: roughly zero mean, unit variance, with some smooth structure so
+    # that argmax decisions are not all ties of noise.
+    out = []
+    for _ in range(count):
+        coarse = torch.randn(batch, 3, max(1, size[0] // 8), max(1, size[1] // 8), generator=g)
+        smooth = nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+        out.append(smooth + 0.3 * torch.randn(batch, 3, *size, generator=g))
+    return out
+
+
+def compare(reference: nn.Module, run_exported, inputs: list[torch.Tensor], argmax: bool) -> ParityReport:
+    """Run both on ``inputs``; ``run_exported(x: np.ndarray) -> np.ndarray``."""
+    max_diff, agree, total, scale = 0.0, 0, 0, 0.0
+    with torch.no_grad():
+        for x in inputs:
+            ref = reference(x).numpy()
+            out = np.asarray(run_exported(x.numpy()))
+            if out.shape != ref.shape:
+                raise ExportMismatchError(f"exported output shape {out.shape} != PyTorch {ref.shape}")
+            if argmax:
+                agree += int((out == ref).sum())
+                total += ref.size
+            else:
+                max_diff = max(max_diff, float(np.abs(out - ref).max()))
+                scale = max(scale, float(np.abs(ref).max()))
+                agree += int((out.argmax(1) == ref.argmax(1)).sum())
+                total += ref[:, 0].size
+    return ParityReport(max_diff, agree / max(total, 1), len(inputs), scale)
+
+
+def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, min_agreement: float = 0.999,
+                 what: str = "export") -> None:
+    """Fail unless classes agree on ``min_agreement`` of the pixels and the largest logit
+    difference is within ``atol + rtol * max|logit|``. The tolerance is relative because folding
+    BN into convolutions re-rounds weights: channels with a tiny running variance amplify float
+    rounding, so a trained model's logits move by about 1e-3 of their range."""
+    limit = atol + rtol * report.logit_scale
+    if report.max_abs_diff > limit or report.pixel_agreement < min_agreement:
+        raise ExportMismatchError(
+            f"{what} diverges from PyTorch: max |logit diff| {report.max_abs_diff:.3g} (limit "
+            f"{limit:.3g}), class agreement {100 * report.pixel_agreement:.3f}% (limit "
+            f"{100 * min_agreement:.1f}%)")
+
+
+def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool) -> str:
+    """torch.onnx (dynamo) export. The batch is always symbolic; with ``dynamic`` height and
+    width are too. Models whose shape arithmetic export cannot prove for every size (ENet's
+    unpooling) get spatial sizes that are multiples of 8, then 32. Returns the dynamic axes."""
+    # 0: batch only; 1: any size; 8 / 32: sizes that are multiples of it; None: fully static.
+    attempts = [1, 8, 32, 0] if dynamic else [0, None]
+    last_error: Exception | None = None
+    for multiple in attempts:
+        shapes = None
+        if multiple is not None:
+            dims = {0: torch.export.Dim("batch", min=1, max=1024)}
+            if multiple == 1:
+                dims[2], dims[3] = torch.export.Dim("height", min=8, max=8192), torch.export.Dim("width", min=8, max=8192)
+            elif multiple > 1:
+                if x.shape[-2] % multiple or x.shape[-1] % multiple:
+                    continue
+                dims[2] = multiple * torch.export.Dim(f"height_div_{multiple}", min=1, max=8192 // multiple)
+                dims[3] = multiple * torch.export.Dim(f"width_div_{multiple}", min=1, max=8192 // multiple)
+            shapes = {"x": dims}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=OPSET,
+                                  dynamic_shapes=shapes, input_names=["image"],
+                                  output_names=["classes" if isinstance(model, ArgmaxHead) else "logits"],
+                                  verbose=False)
+        except Exception as e:  # torch.export raises many kinds; keep the last to report
+            last_error = e
+            continue
+        if multiple is None:
+            return "static"
+        if multiple == 0:
+            return "batch"
+        return "batch, height, width" + ("" if multiple == 1 else f" (multiples of {multiple})")
+    raise RtsegError(f"ONNX export failed: {type(last_error).__name__}: {str(last_error)[:500]}")
+
+
+def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, argmax: bool = False,
+                dynamic: bool = False, metadata: dict | None = None, fold_bn: bool = True,
+                check: bool = True) -> dict:
+    """Export ``model`` to ONNX at ``size`` = (H, W), then run it in ONNX Runtime against PyTorch
+    (the un-folded model) and fail if they diverge. Returns a report dict."""
+    import onnx
+    import onnxruntime as ort
+
+    reference = ArgmaxHead(model.eval()) if argmax else model.eval()
+    prepared = prepare(model, argmax, fold_bn)
+    x = _parity_inputs(size, count=1)[0]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        axes = _export_dynamo(prepared, x, tmp, dynamic)
+        proto = onnx.load(str(tmp))
+        for k, v in (metadata or {}).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
+        onnx.save(proto, str(tmp))
+        report = {"format": "onnx", "path": str(path), "size": list(size), "dynamic_axes": axes,
+                  "argmax": argmax, "bn_folded": fold_bn, "opset": OPSET,
+                  "ops": sorted({n.op_type for n in proto.graph.node})}
+        if check:
+            session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            parity = compare(reference, lambda a: session.run(None, {name: a})[0], _parity_inputs(size), argmax)
+            if "height" in axes:
+                # Check a second size too: the one the graph was not traced at.
+                m = 32 if "32" in axes else 8 if "8" in axes else 1
+                other = (size[0] + 2 * m, size[1] + m)
+                p2 = compare(reference, lambda a: session.run(None, {name: a})[0],
+                             _parity_inputs(other, batch=2, count=1), argmax)
+                parity = ParityReport(max(parity.max_abs_diff, p2.max_abs_diff),
+                                      min(parity.pixel_agreement, p2.pixel_agreement), parity.inputs + 1,
+                                      max(parity.logit_scale, p2.logit_scale))
+            check_parity(parity, what=f"ONNX export {path.name}")
+            report["parity"] = parity.to_dict()
+    return report
+
+
+def export_torchscript(model: nn.Module, path: str | Path, size: tuple[int, int], *, argmax: bool = False,
+                       fold_bn: bool = True, check: bool = True) -> dict:
+    """Trace to TorchScript at ``size``, save, reload and compare with PyTorch."""
+    reference = ArgmaxHead(model.eval()) if argmax else model.eval()
+    prepared = prepare(model, argmax, fold_bn)
+    x = _parity_inputs(size, count=1)[0]
+    path = Path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(prepared, x, check_trace=False)
+        with atomic_path(path) as tmp:
+            torch.jit.save(traced, str(tmp))
+            loaded = torch.jit.load(str(tmp))
+    report = {"format": "torchscript", "path": str(path), "size": list(size), "argmax": argmax, "bn_folded": fold_bn}
+    if check:
+        with torch.no_grad():
+            parity = compare(reference, lambda a: loaded(torch.from_numpy(a)).numpy(), _parity_inputs(size), argmax)
+        check_parity(parity, what=f"TorchScript export {path.name}")
+        report["parity"] = parity.to_dict()
+    return report

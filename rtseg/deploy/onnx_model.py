@@ -1,0 +1,67 @@
+"""Run an exported ONNX model through ONNX Runtime with the interface of a PyTorch model, so
+``rtseg eval`` / ``predict`` / ``bench`` accept ``.onnx`` files (float or int8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtseg.errors import CheckpointError
+
+#: ONNX metadata keys written by ``rtseg export`` (JSON values).
+META_KEYS = ("rtseg_classes", "rtseg_normalization", "rtseg_input_size", "rtseg_model")
+
+
+def make_session(path: str | Path, threads: int = 0, optimization: str = "all"):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise CheckpointError(f"cannot load ONNX model {path}: {e}") from None
+
+
+class OnnxSegmentationModel:
+    """Callable like an eval-mode model: (N, 3, H, W) float tensor -> (N, C, H, W) logits tensor."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        import onnx
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"ONNX model not found: {path}")
+        meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+        missing = [k for k in META_KEYS if k not in meta]
+        if missing:
+            raise CheckpointError(f"{path} has no rtseg metadata ({', '.join(missing)}): export it with "
+                                  "'rtseg export'")
+        self.meta = {k: json.loads(meta[k]) for k in META_KEYS}
+        self.session = make_session(self.path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.outputs_classes = self.session.get_outputs()[0].name == "classes"
+        if self.outputs_classes:
+            raise CheckpointError(f"{path} was exported with --argmax (class maps): evaluation and "
+                                  "prediction need logits; export without --argmax")
+
+    def eval(self) -> "OnnxSegmentationModel":
+        return self
+
+    def to(self, *args, **kwargs) -> "OnnxSegmentationModel":
+        return self
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.detach().cpu().float().numpy())})[0]
+        return torch.from_numpy(out)

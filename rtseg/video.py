@@ -1,0 +1,199 @@
+"""Segment a video, a folder of frames or a camera, with decoding, inference and encoding
+overlapped in threads joined by bounded queues (``rtseg video``)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rtseg.errors import RtsegError
+from rtseg.inference import Segmenter
+
+_END = object()
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass
+class VideoSource:
+    """Frames as RGB uint8 arrays, in order, with the source frame rate."""
+
+    description: str
+    fps: float
+    total: int | None
+    frames: Iterator[np.ndarray] = field(repr=False)
+
+
+def open_source(spec: str, fps: float | None = None) -> VideoSource:
+    """A video file, a folder or glob of frames, or a camera index ('0'). Checks that the first
+    frame can be read before any work starts."""
+    if spec.isdigit():
+        cap = cv2.VideoCapture(int(spec))
+        if not cap.isOpened():
+            raise RtsegError(f"camera {spec} cannot be opened")
+        return _from_capture(cap, f"camera {spec}", fps or cap.get(cv2.CAP_PROP_FPS) or 30.0, None)
+    path = Path(spec)
+    if path.is_dir() or any(c in spec for c in "*?["):
+        files = (sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if path.is_dir()
+                 else sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTENSIONS))
+        if not files:
+            raise RtsegError(f"{spec}: no frames ({', '.join(IMAGE_EXTENSIONS)}) found")
+        if cv2.imread(str(files[0])) is None:
+            raise RtsegError(f"cannot read frame {files[0]}")
+
+        def frames() -> Iterator[np.ndarray]:
+            for f in files:
+                bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise RtsegError(f"cannot read frame {f}")
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+        return VideoSource(f"{len(files)} frames from {spec}", fps or 10.0, len(files), frames())
+    if not path.is_file():
+        raise RtsegError(f"video input not found: {spec}")
+    cap = cv2.VideoCapture(str(path))
+    ok = cap.isOpened() and cap.grab()
+    if not ok:
+        raise RtsegError(f"cannot decode video {spec}: unsupported codec or not a video file")
+    cap.release()
+    cap = cv2.VideoCapture(str(path))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    return _from_capture(cap, str(path), fps or cap.get(cv2.CAP_PROP_FPS) or 30.0, total)
+
+
+def _from_capture(cap, description: str, fps: float, total: int | None) -> VideoSource:
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+    return VideoSource(description, float(fps), total, frames())
+
+
+def _check_output(path: Path) -> None:
+    if path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
+        raise RtsegError(f"--out {path}: expected a .mp4, .avi, .mkv or .mov file")
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise RtsegError(f"--out {path}: folder {parent} is not writable")
+
+
+def _fourcc(path: Path) -> int:
+    return cv2.VideoWriter_fourcc(*("XVID" if path.suffix.lower() == ".avi" else "mp4v"))
+
+
+def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str | Path | None = None,
+                  alpha: float = 0.5, queue_size: int = 8, progress: bool = True) -> dict:
+    """Decode -> segment -> overlay + encode, overlapped; every frame is written, in order, at
+    the source frame rate, with the measured network FPS drawn on it. The video is written to a
+    temporary file and renamed when complete. Returns per-stage timings."""
+    out = Path(out)
+    _check_output(out)
+    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+    decoded: queue.Queue = queue.Queue(maxsize=queue_size)
+    predicted: queue.Queue = queue.Queue(maxsize=queue_size)
+    stats = {"decode_s": 0.0, "inference_s": 0.0, "encode_s": 0.0, "frames_in": 0, "frames_out": 0}
+    errors: list[BaseException] = []
+    gif_frames: list[np.ndarray] = []
+
+    def reader() -> None:
+        try:
+            it = iter(source.frames)
+            while True:
+                start = time.perf_counter()
+                frame = next(it, None)
+                stats["decode_s"] += time.perf_counter() - start
+                if frame is None:
+                    break
+                stats["frames_in"] += 1
+                decoded.put(frame)
+        except BaseException as e:  # surfaced in the main thread
+            errors.append(e)
+        finally:
+            decoded.put(_END)
+
+    def writer() -> None:
+        vw = None
+        try:
+            while True:
+                item = predicted.get()
+                if item is _END:
+                    break
+                frame, mask, fps_now = item
+                start = time.perf_counter()
+                blended = seg.overlay(frame, mask, alpha)
+                bgr = cv2.cvtColor(blended, cv2.COLOR_RGB2BGR)
+                cv2.putText(bgr, f"{fps_now:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                            (255, 255, 255), 2, cv2.LINE_AA)
+                if vw is None:
+                    h, w = bgr.shape[:2]
+                    vw = cv2.VideoWriter(str(partial), _fourcc(out), source.fps, (w, h))
+                    if not vw.isOpened():
+                        raise RtsegError(f"cannot write {out}: no encoder for {out.suffix} in this OpenCV build")
+                vw.write(bgr)
+                if gif is not None:
+                    gif_frames.append(cv2.resize(blended, (bgr.shape[1] // 2, bgr.shape[0] // 2),
+                                                 interpolation=cv2.INTER_AREA))
+                stats["encode_s"] += time.perf_counter() - start
+                stats["frames_out"] += 1
+        except BaseException as e:
+            errors.append(e)
+            while predicted.get() is not _END:  # keep draining so the producer never blocks
+                pass
+        finally:
+            if vw is not None:
+                vw.release()
+
+    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
+    wall = time.perf_counter()
+    for t in threads:
+        t.start()
+    bar = tqdm(total=source.total, desc="video", unit="frame", disable=not progress, dynamic_ncols=True)
+    recent: list[float] = []
+    try:
+        while True:
+            frame = decoded.get()
+            if frame is _END:
+                break
+            start = time.perf_counter()
+            mask = seg.predict(frame)
+            dt = time.perf_counter() - start
+            stats["inference_s"] += dt
+            recent = (recent + [dt])[-30:]
+            predicted.put((frame, mask, len(recent) / sum(recent)))
+            bar.update(1)
+    finally:
+        predicted.put(_END)
+        for t in threads:
+            t.join()
+        bar.close()
+    if errors:
+        partial.unlink(missing_ok=True)
+        raise errors[0]
+    if stats["frames_out"] == 0:
+        partial.unlink(missing_ok=True)
+        raise RtsegError(f"{source.description}: no frames decoded")
+    os.replace(partial, out)
+    if gif is not None:
+        from rtseg.visualize import save_gif
+
+        save_gif(gif_frames, gif, fps=min(source.fps, 25.0))
+    wall = time.perf_counter() - wall
+    n = stats["frames_out"]
+    return {**stats, "wall_s": wall, "fps_overall": n / wall, "fps_network": n / max(stats["inference_s"], 1e-9),
+            "source_fps": source.fps, "output": str(out)}

@@ -1,0 +1,153 @@
+"""Export parity for every model, int8, the bench JSON, and a video round trip."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from rtseg import list_models
+from rtseg.checkpoint import make_checkpoint, save_checkpoint
+from rtseg.cli import main
+from rtseg.datasets.camvid import CLASSES as CAMVID
+from rtseg.deploy.export import export_onnx, export_torchscript
+from rtseg.deploy.fold import count_batchnorms, fold_batchnorm
+from rtseg.models import create_model
+
+SIZES = {"enet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56)}
+
+
+def _trained_like(name: str, num_classes: int = 5) -> torch.nn.Module:
+    """A model with non-trivial BN statistics, so folding and export are really exercised."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=num_classes)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_fold_batchnorm_keeps_outputs():
+    model = _trained_like("enet")
+    folded = fold_batchnorm(model)
+    assert count_batchnorms(folded) < count_batchnorms(model) // 10
+    x = torch.randn(1, 3, 40, 48)
+    with torch.no_grad():
+        assert torch.allclose(model(x), folded(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_onnx_export_parity(name, tmp_path):
+    report = export_onnx(_trained_like(name), tmp_path / "m.onnx", SIZES[name])  # raises on divergence
+    assert report["parity"]["pixel_agreement"] >= 0.999
+    assert "BatchNormalization" not in report["ops"] or name == "enet"  # ENet keeps its initial BN
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_torchscript_export_parity(name, tmp_path):
+    report = export_torchscript(_trained_like(name), tmp_path / "m.pt", SIZES[name])
+    assert report["parity"]["pixel_agreement"] >= 0.999
+
+
+def test_enet_dynamic_argmax_export_keeps_unpooling(tmp_path):
+    import onnxruntime as ort
+
+    model = _trained_like("enet")
+    report = export_onnx(model, tmp_path / "d.onnx", (48, 72), dynamic=True, argmax=True)
+    assert report["dynamic_axes"].startswith("batch, height, width")
+    assert "ScatterND" in report["ops"] and "ArgMax" in report["ops"]  # unpooling as a scatter
+    session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 64, 40)  # another, non-square size
+    with torch.no_grad():
+        ref = model(x).argmax(1).numpy()
+    out = session.run(None, {"image": x.numpy()})[0]
+    assert out.shape == (2, 64, 40) and (out == ref).mean() > 0.999
+
+
+@pytest.fixture
+def enet_ckpt(tmp_path):
+    path = tmp_path / "enet.pt"
+    save_checkpoint(make_checkpoint(_trained_like("enet", 11), "enet", {}, CAMVID, (0.485, 0.456, 0.406),
+                                    (0.229, 0.224, 0.225), input_size=[24, 32]), path)
+    return path
+
+
+def test_export_cli_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
+    out = tmp_path / "enet_int8.onnx"
+    assert main(["export", "--weights", str(enet_ckpt), "--size", "24x32", "--int8", "--calibrate",
+                 "camvid:train:3", "--data-root", str(tiny_camvid), "--out", str(out)]) == 0
+    report = json.loads((tmp_path / "enet_int8.onnx.json").read_text())
+    assert report["int8"]["calibration_frames"] == 3 and report["file_mb"] < report["float_mb"]
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    res = tmp_path / "r.json"
+    assert main(["eval", "--weights", str(out), "--dataset", "camvid", "--data-root", str(tiny_camvid),
+                 "--json", str(res)]) == 0
+    assert 0 <= json.loads(res.read_text())["miou"] <= 1
+
+
+def test_export_cli_errors(enet_ckpt, tmp_path, capsys):
+    assert main(["export", "--weights", str(enet_ckpt), "--int8", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "--int8 needs --calibrate" in capsys.readouterr().err
+    assert main(["export", "--weights", str(enet_ckpt), "--format", "torchscript", "--int8",
+                 "--calibrate", "camvid:val:2", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "--int8 needs --format onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_bench_json(backend, tmp_path):
+    out = tmp_path / "b.json"
+    assert main(["bench", "--model", "enet", "--size", "48x64", "--backend", backend, "--threads", "1",
+                 "--iters", "3", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for key in ("median_ms", "p90_ms", "fps", "params", "gflops", "peak_mem_mb", "e2e_median_ms"):
+        assert r[key] > 0, key
+    assert r["p90_ms"] >= r["median_ms"] and r["params"] == sum(p.numel() for p in create_model("enet", num_classes=11).parameters())
+    assert r["machine"]["cores"] >= 1
+
+
+def _write_video(path, n=12, h=48, w=64, fps=7.0):
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for i in range(n):
+        vw.write(np.full((h, w, 3), 15 + 18 * i, np.uint8))  # brightness encodes the frame index
+    vw.release()
+
+
+def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path, capsys):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    _write_video(src)
+    assert main(["video", str(src), "--weights", str(enet_ckpt), "--out", str(out), "--alpha", "0",
+                 "--gif", str(tmp_path / "o.gif")]) == 0
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(7.0)
+    means = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        means.append(frame[40:, :].mean())  # below the FPS text
+    assert len(means) == 12
+    assert all(b > a for a, b in zip(means, means[1:]))
+    assert "inference" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".out.partial*"))
+
+
+def test_video_bad_inputs_fail_before_work(enet_ckpt, tmp_path, capsys):
+    assert main(["video", str(tmp_path / "missing.mp4"), "--weights", str(enet_ckpt), "--out",
+                 str(tmp_path / "o.mp4")]) == 2
+    assert "video input not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert main(["video", str(bad), "--weights", str(enet_ckpt), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "cannot decode video" in capsys.readouterr().err
+    _write_video(tmp_path / "ok.mp4", n=2)
+    assert main(["video", str(tmp_path / "ok.mp4"), "--weights", str(enet_ckpt), "--out",
+                 str(tmp_path / "o.txt")]) == 2
+    assert "expected a .mp4" in capsys.readouterr().err
