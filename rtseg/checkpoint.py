@@ -2,7 +2,7 @@
 
 A checkpoint is a ``torch.save``'d dict with ``format == "rtseg-checkpoint"``::
 
-    model:        {"name": "enet", "num_classes": 11, "args": {...}}
+    model:        {"name": "enet", "num_classes": 11, "args": {...}[, "pruned": true]}
     state_dict:   the model's weights
     classes:      {"names": [...], "palette": [[r, g, b], ...], "ignore_index": 255}
     normalization:{"mean": [...], "std": [...]}
@@ -47,10 +47,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def make_checkpoint(model: nn.Module, model_name: str, model_args: dict, classes: ClassTable,
                     mean, std, input_size=None, config: dict | None = None,
-                    train_state: dict | None = None, metrics: dict | None = None) -> dict:
+                    train_state: dict | None = None, metrics: dict | None = None, pruned: bool = False) -> dict:
+    spec = {"name": model_name, "num_classes": classes.num_classes, "args": dict(model_args)}
+    if pruned:
+        spec["pruned"] = True  # layer shapes differ from the builder's: see rtseg.compress
     return {
         "format": FORMAT, "version": VERSION,
-        "model": {"name": model_name, "num_classes": classes.num_classes, "args": dict(model_args)},
+        "model": spec,
         "state_dict": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
         "classes": classes.to_dict(),
         "normalization": {"mean": list(mean), "std": list(std)},
@@ -106,6 +109,10 @@ def model_from_checkpoint(ckpt: dict) -> nn.Module:
     args = {k: v for k, v in spec.get("args", {}).items() if k not in INIT_ONLY_ARGS}
     try:
         model = create_model(spec["name"], num_classes=spec["num_classes"], **args)
+        if spec.get("pruned"):
+            from rtseg.compress import shrink_to_state_dict
+
+            shrink_to_state_dict(model, ckpt["state_dict"])
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: cannot rebuild model "

@@ -425,6 +425,66 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    import torch
+
+    from rtseg.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from rtseg.compress import prune
+    from rtseg.datasets.classes import ClassTable
+    from rtseg.deploy.bench import count_flops, count_params
+
+    ckpt = load_checkpoint(args.weights)
+    model = model_from_checkpoint(ckpt)
+    size = _parse_size(args.size) if args.size else (ckpt.get("input_size") or [360, 480])
+    classes = ClassTable.from_dict(ckpt["classes"])
+    before = {"params": count_params(model), "gflops": count_flops(model, tuple(size)) / 1e9}
+    spec = ckpt["model"]
+
+    def as_checkpoint(m: torch.nn.Module) -> dict:
+        return make_checkpoint(m, spec["name"], spec.get("args", {}), classes, ckpt["normalization"]["mean"],
+                               ckpt["normalization"]["std"], ckpt.get("input_size"), pruned=True)
+
+    between = None
+    if args.finetune_config:
+        from rtseg.config import load_config
+        from rtseg.engine.train import fit
+
+        work = Path(tempfile.mkdtemp(prefix="rtseg-prune-"))
+
+        def between(step: int, m: torch.nn.Module) -> None:
+            if step == args.steps - 1 and not args.finetune_last:
+                return
+            init = work / f"step{step + 1}.pt"
+            save_checkpoint(as_checkpoint(m), init)
+            cfg = load_config(args.finetune_config, [f"schedule.epochs={args.finetune_epochs}",
+                                                     f"run.out_dir={work / f'step{step + 1}'}", *args.overrides])
+            summary = fit(cfg, init_from=init)
+            m.load_state_dict(load_checkpoint(Path(summary["run_dir"]) / "best.pt")["state_dict"])
+            print(f"step {step + 1}/{args.steps}: fine-tuned, val mIoU {summary['best_miou']:.4f}")
+
+    try:
+        prune(model, args.ratio, tuple(size), args.criterion, args.global_pruning, args.steps, between)
+    finally:
+        if args.finetune_config:
+            shutil.rmtree(work, ignore_errors=True)
+    after = {"params": count_params(model), "gflops": count_flops(model, tuple(size)) / 1e9}
+    save_checkpoint(as_checkpoint(model), args.out)
+    report = {"weights": str(args.weights), "out": args.out, "ratio": args.ratio, "criterion": args.criterion,
+              "steps": args.steps, "size": list(size), "before": before, "after": after,
+              "param_reduction": 1 - after["params"] / before["params"],
+              "flop_reduction": 1 - after["gflops"] / before["gflops"]}
+    _write_json(args.json, report)
+    print(f"pruned {spec['name']} -> {args.out}")
+    print(f"  parameters {before['params'] / 1e6:.3f} M -> {after['params'] / 1e6:.3f} M "
+          f"(-{100 * report['param_reduction']:.1f}%)")
+    print(f"  GFLOPs at {size[0]}x{size[1]}: {before['gflops']:.3f} -> {after['gflops']:.3f} "
+          f"(-{100 * report['flop_reduction']:.1f}%)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtseg", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -578,6 +638,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 10) or override")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("prune", help="filter pruning (L1 norm) into a smaller model",
+                       description="Remove whole filters ranked by L1 norm (Li et al., Pruning Filters for "
+                                   "Efficient ConvNets), keeping residuals, concatenations, BN and depthwise "
+                                   "convs consistent (torch-pruning). Writes a genuinely smaller checkpoint that "
+                                   "loads with --weights everywhere and fine-tunes with rtseg train --init-from.")
+    p.add_argument("--weights", default=None, metavar="W", help="checkpoint or shipped model (default enet-camvid)")
+    p.add_argument("--ratio", type=float, required=True, help="share of prunable filters to remove, e.g. 0.5")
+    p.add_argument("--criterion", choices=["l1", "l2"], default="l1", help="filter ranking norm (default l1)")
+    p.add_argument("--global", dest="global_pruning", action="store_true",
+                   help="rank filters across layers instead of the same ratio in every layer")
+    p.add_argument("--steps", type=int, default=1, help="prune in this many equal steps (iterative pruning)")
+    p.add_argument("--finetune-config", default=None, metavar="YAML",
+                   help="fine-tune with this recipe between steps (iterative pruning)")
+    p.add_argument("--finetune-epochs", type=int, default=2, help="epochs of each fine-tune (default 2)")
+    p.add_argument("--finetune-last", action="store_true", help="also fine-tune after the last step")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for the fine-tune recipe")
+    p.add_argument("--size", default=None, metavar="HxW", help="size for FLOPs and tracing (default: checkpoint's)")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the before/after report")
+    p.add_argument("--out", required=True, metavar="PRUNED")
+    p.set_defaults(func=cmd_prune)
     return parser
 
 

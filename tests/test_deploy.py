@@ -17,7 +17,8 @@ from rtseg.deploy.export import export_onnx, export_torchscript
 from rtseg.deploy.fold import count_batchnorms, fold_batchnorm
 from rtseg.models import create_model
 
-SIZES = {"enet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56)}
+SIZES = {"enet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
+         "pspnet50": (45, 61)}
 
 
 def _trained_like(name: str, num_classes: int = 5) -> torch.nn.Module:

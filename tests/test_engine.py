@@ -144,3 +144,15 @@ def test_bad_inputs_give_one_clear_line(trained, few_camvid, tmp_path, capsys):
 
     assert main(["predict", "nowhere.png", "--weights", str(trained), "--out", str(tmp_path / "o")]) == 2
     assert "input not found: nowhere.png" in capsys.readouterr().err
+
+
+def test_pruned_model_fine_tunes_with_init_from(trained, few_camvid, tmp_path):
+    pruned = tmp_path / "pruned.pt"
+    assert main(["prune", "--weights", str(trained), "--ratio", "0.25", "--size", "96x128", "--out", str(pruned)]) == 0
+    summary = fit(_cfg(few_camvid, tmp_path / "ft", "schedule.epochs=1"), init_from=pruned)
+    best = load_checkpoint(tmp_path / "ft" / "best.pt")
+    assert best["model"]["pruned"] and summary["epochs"] == 1
+    small = load_checkpoint(pruned)
+    assert {k: v.shape for k, v in best["state_dict"].items()} == {k: v.shape for k, v in small["state_dict"].items()}
+    assert main(["eval", "--weights", str(tmp_path / "ft" / "best.pt"), "--dataset", "camvid",
+                 "--data-root", str(few_camvid)]) == 0

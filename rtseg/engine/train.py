@@ -236,12 +236,13 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
                               f"but {d.dataset} has {classes.num_classes}")
         model = model_from_checkpoint(init)
         model_name, model_args = init["model"]["name"], init["model"].get("args", {})
+        pruned = bool(init["model"].get("pruned"))
     else:
         try:
             model = create_model(cfg.model.name, num_classes=classes.num_classes, **cfg.model.args)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model: {e}") from None
-        model_name, model_args = cfg.model.name, cfg.model.args
+        model_name, model_args, pruned = cfg.model.name, cfg.model.args, False
     if cfg.run.grad_checkpoint:
         if not hasattr(model, "set_grad_checkpointing"):
             raise ConfigError(f"run.grad_checkpoint: model {model_name!r} does not support it")
@@ -298,7 +299,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
                        "plateau": plateau.state_dict() if plateau else None,
                        "scaler": scaler.state_dict() if scaler else None, "rng": _rng_state()}
         return make_checkpoint(model, model_name, model_args, classes, mean, std, input_size,
-                               config_dict, train_state, metrics)
+                               config_dict, train_state, metrics, pruned=pruned)
 
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     stopped_early = False

@@ -14,16 +14,20 @@ from torch import nn
 
 from rtseg.models.enet import enet
 from rtseg.models.fcn8s import fcn8s, fcn8s_mobilenetv3
+from rtseg.models.icnet import icnet
+from rtseg.models.pspnet import pspnet50
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "enet": enet,
     "fcn8s": fcn8s,
     "fcn8s_mobilenetv3": fcn8s_mobilenetv3,
+    "icnet": icnet,
+    "pspnet50": pspnet50,
 }
 
 #: Builder arguments that only say how to initialise a model (pretrained encoders). A trained
 #: checkpoint already holds those weights, so rebuilding from it leaves them out.
-INIT_ONLY_ARGS = ("backbone_weights",)
+INIT_ONLY_ARGS = ("backbone_weights", "pspnet_weights")
 
 
 def list_models() -> list[str]:

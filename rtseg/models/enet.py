@@ -207,6 +207,18 @@ class ENet(nn.Module):
         activations (less memory, about one more forward pass of compute)."""
         self.grad_checkpointing = enabled
 
+    def pruning_ignored_layers(self) -> list[nn.Module]:
+        """Layers whose output channels filter pruning must keep. Only the bottlenecks' inner
+        channels are pruned: the outer channels are tied to max-unpooling indices (pool input ->
+        unpool input), to the downsampling zero-padding and to the residual sums."""
+        keep: list[nn.Module] = [self.initial[0].conv, *[m[0] for m in self.initial[1:]], self.classifier]
+        for block in self.modules():
+            if isinstance(block, (_RegularBottleneck, _DownsamplingBottleneck)):
+                keep.append(block.branch[2])  # 1x1 expansion back to the outer channels
+            elif isinstance(block, _UpsamplingBottleneck):
+                keep += [block.main_conv[0], block.branch[4]]
+        return keep
+
     def _run_stage23(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint_sequential(self.stage23, len(self.stage23) // 4, x, use_reentrant=False)

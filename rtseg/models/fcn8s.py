@@ -157,6 +157,10 @@ class FCN8s(nn.Module):
                 else:
                     up.weight.copy_(bilinear_kernel(num_classes, up.kernel_size[0]))
 
+    def pruning_ignored_layers(self) -> list[nn.Module]:
+        """The class-score layers and the class-to-class upsamplers keep their channels."""
+        return [self.score8, self.score16, self.score32, self.up8, self.up16, self.up32]
+
     def forward(self, x: torch.Tensor):
         f8, f16, f32 = self.encoder(x)
         s16 = self.score16(f16)  # (N, C, H/16, W/16)
