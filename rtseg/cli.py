@@ -11,12 +11,18 @@ from rtseg.errors import RtsegError
 
 EPILOG = """examples:
   rtseg predict photo.png --out preds/                 # shipped CamVid ENet, offline
+  rtseg video drive.mp4 --out drive_seg.mp4            # overlay + FPS, every frame kept
   rtseg train --config configs/enet_camvid.yaml optim.lr=1e-3 run.out_dir=runs/x
   rtseg eval --weights runs/x/best.pt --dataset camvid --split val --json val.json
+  rtseg export --weights enet-camvid --format onnx --size 360x480 --out enet.onnx
+  rtseg bench --weights enet-camvid --backend onnxruntime --json bench.json
+  rtseg prune --weights enet-camvid --ratio 0.5 --out enet_pruned.pt
   rtseg class-weights --dataset camvid --split train --method mfb --json w.json
   rtseg datasets info --dataset camvid --split train
 
-data: --data-root DIR names the dataset's folder; without it rtseg uses $RTSEG_DATA/<dataset>."""
+data: --data-root DIR names the dataset's folder; without it rtseg uses $RTSEG_DATA/<dataset>.
+weights: a checkpoint path, an exported .onnx file, or a shipped model name (enet-camvid).
+run 'rtseg COMMAND --help' for every option of a command."""
 
 
 def _add_data_args(p: argparse.ArgumentParser, split_default: str = "train") -> None:
@@ -386,6 +392,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if not args.model and not args.weights:
         raise RtsegError("give --model NAME (random weights) or --weights W, or --suite")
+    if args.train:
+        from rtseg.deploy.bench import machine_info, training_step_memory
+        from rtseg.models import create_model
+
+        model = create_model(args.model, num_classes=args.num_classes)
+        row = {"model": args.model, **training_step_memory(model, tuple(size), args.batch, args.grad_checkpoint),
+               "machine": machine_info()}
+        _write_json(args.json, row)
+        print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=2))
+        return 0
     row = _bench_one(args.model, args.weights, size, args.backend, args.threads, args.iters, args.calibrate,
                      args.data_root, args.num_classes)
     _write_json(args.json, row)
@@ -621,6 +637,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 calibration frames (default: synthetic)")
     p.add_argument("--data-root", default=None, metavar="DIR")
     p.add_argument("--suite", action="store_true", help="every model x backend of `make bench`")
+    p.add_argument("--train", action="store_true",
+                   help="measure a training step instead: peak memory and time (with --model)")
+    p.add_argument("--batch", type=int, default=2, help="--train: batch size (default 2)")
+    p.add_argument("--grad-checkpoint", action="store_true", help="--train: gradient checkpointing on")
     p.add_argument("--json", default=None, metavar="OUT")
     p.add_argument("--markdown", default=None, metavar="OUT", help="with --suite: the table as markdown")
     p.set_defaults(func=cmd_bench)

@@ -150,3 +150,36 @@ def benchmark(model: nn.Module, size: tuple[int, int], backend: str, threads: in
             result.update(e2e_median_ms=round(statistics.median(e2e), 2),
                           e2e_fps=round(1000 / statistics.median(e2e), 1))
     return result
+
+
+def training_step_memory(model: nn.Module, size: tuple[int, int], batch: int, grad_checkpoint: bool,
+                         steps: int = 2) -> dict:
+    """Peak resident memory and time of training steps (forward, loss, backward) at batch
+    ``batch``, with or without gradient checkpointing. Run each setting in a fresh process
+    (``rtseg bench --train``) for a clean peak."""
+    from rtseg.engine.losses import SegmentationLoss
+
+    if grad_checkpoint:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise RtsegError(f"{type(model).__name__} has no gradient checkpointing")
+        model.set_grad_checkpointing(True)
+    model.train()
+    x = torch.randn(batch, 3, *size)
+    target = torch.randint(0, 2, (batch, *size))
+    with torch.no_grad():
+        out = model(x)
+    aux = sorted(k for k in out if k.startswith("aux")) if isinstance(out, dict) else []
+    loss_fn = SegmentationLoss(aux_weights=[0.4] * len(aux))
+    base = _peak_rss_mb()
+    _reset_peak_rss()
+    start_rss = _peak_rss_mb()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), target).backward()
+        times.append((time.perf_counter() - start) * 1000)
+    peak = _peak_rss_mb()
+    return {"mode": "train", "batch": batch, "size": list(size), "grad_checkpoint": grad_checkpoint,
+            "peak_mem_mb": round(peak, 1), "step_peak_over_start_mb": round(peak - start_rss, 1),
+            "process_peak_before_mb": round(base, 1), "median_step_ms": round(statistics.median(times), 1)}

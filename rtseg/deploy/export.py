@@ -143,8 +143,13 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ar
                 check: bool = True) -> dict:
     """Export ``model`` to ONNX at ``size`` = (H, W), then run it in ONNX Runtime against PyTorch
     (the un-folded model) and fail if they diverge. Returns a report dict."""
-    import onnx
-    import onnxruntime as ort
+    try:
+        import onnx
+        import onnxruntime as ort
+        import onnxscript  # noqa: F401  (torch.onnx's dynamo exporter needs it)
+    except ImportError as e:
+        raise RtsegError(f"ONNX export needs the export extra ({e.name} is missing): "
+                         "pip install 'rtseg[export]'") from None
 
     reference = ArgmaxHead(model.eval()) if argmax else model.eval()
     prepared = prepare(model, argmax, fold_bn)
