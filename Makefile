@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rtseg-installed
+# Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
+export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
 .PHONY: install test bench demo clean
 
@@ -10,7 +12,6 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -21,7 +22,8 @@ bench: install
 	$(VENV)/bin/rtseg bench --suite --threads 2 --calibrate camvid:train:32 --json bench/results.json --markdown bench/results.md
 
 demo: install
-	$(VENV)/bin/rtseg predict samples/camvid --out demo_out
+	$(VENV)/bin/rtseg predict samples/camvid --out demo_out --gif
+	@echo "overlays, masks and demo_out/predictions.gif written to demo_out/"
 
 clean:
 	rm -rf demo_out .pytest_cache build *.egg-info

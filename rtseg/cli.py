@@ -115,7 +115,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         over = seg.overlay(image, mask, args.alpha)
         save_png(over, out / f"{path.stem}_overlay.png")
         if args.gif:
-            gif_frames.append(panel(image, over))
+            gif_frames.append(panel(image, colour))
     if args.gif:
         save_gif(gif_frames, out / "predictions.gif" if args.gif is True else Path(args.gif), fps=args.fps)
     ms = sorted(s * 1000 for s in seconds)

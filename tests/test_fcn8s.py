@@ -165,3 +165,8 @@ def test_predict_cityscapes_format_needs_19_classes(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "x.png"), "--weights", str(ckpt), "--out", str(tmp_path / "o"),
                  "--format", "cityscapes"]) == 2
     assert "needs a 19-class Cityscapes model" in capsys.readouterr().err
+
+
+def test_mobilenet_bn_momentum_suits_short_training():
+    m = create_model("fcn8s_mobilenetv3", num_classes=3)
+    assert {b.momentum for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)} == {0.1}

@@ -102,6 +102,12 @@ class _MobileNetV3Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = mobilenet_v3_large(weights=None).features
+        # torchvision builds MobileNetV3 with BN momentum 0.01 for its 600-epoch ImageNet
+        # schedule; in short segmentation runs the running statistics then lag far behind the
+        # weights (eval-mode mIoU collapses), so use PyTorch's usual 0.1.
+        for m in self.features.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
 
     def load_torchvision(self, state: dict[str, torch.Tensor]) -> None:
         """Load a torchvision ``mobilenet_v3_large`` state dict (``features.*`` strictly)."""
