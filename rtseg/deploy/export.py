@@ -126,7 +126,7 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool)
                 torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=OPSET,
                                   dynamic_shapes=shapes, input_names=["image"],
                                   output_names=["classes" if isinstance(model, ArgmaxHead) else "logits"],
-                                  verbose=False)
+                                  verbose=False, external_data=False)
         except Exception as e:  # torch.export raises many kinds; keep the last to report
             last_error = e
             continue
@@ -136,6 +136,15 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool)
             return "batch"
         return "batch, height, width" + ("" if multiple == 1 else f" (multiples of {multiple})")
     raise RtsegError(f"ONNX export failed: {type(last_error).__name__}: {str(last_error)[:500]}")
+
+
+def strip_debug_info(proto) -> None:
+    """Drop per-node debug metadata (the exporter records source stack traces) and intermediate
+    shape annotations: often a third of a small model's file, and of no use at run time."""
+    for node in proto.graph.node:
+        node.doc_string = ""
+        del node.metadata_props[:]
+    del proto.graph.value_info[:]
 
 
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, argmax: bool = False,
@@ -158,6 +167,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ar
     with atomic_path(path) as tmp:
         axes = _export_dynamo(prepared, x, tmp, dynamic)
         proto = onnx.load(str(tmp))
+        strip_debug_info(proto)
         for k, v in (metadata or {}).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtseg.deploy.export import strip_debug_info
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_path
 
@@ -61,6 +62,7 @@ def quantize_int8(float_model: str | Path, out: str | Path, frames: list[np.ndar
                             nodes_to_exclude=excluded)
             # Carry the rtseg metadata over to the quantised model.
             q = onnx.load(str(tmp_out))
+            strip_debug_info(q)
             del q.metadata_props[:]
             q.metadata_props.extend(graph.metadata_props)
             onnx.save(q, str(tmp_out))
