@@ -156,3 +156,19 @@ def test_pruned_model_fine_tunes_with_init_from(trained, few_camvid, tmp_path):
     assert {k: v.shape for k, v in best["state_dict"].items()} == {k: v.shape for k, v in small["state_dict"].items()}
     assert main(["eval", "--weights", str(tmp_path / "ft" / "best.pt"), "--dataset", "camvid",
                  "--data-root", str(few_camvid)]) == 0
+
+
+def test_iterative_pruning_fine_tunes_between_steps(trained, few_camvid, tmp_path, capsys):
+    out = tmp_path / "iter.pt"
+    cfg = REPO / "configs" / "enet_camvid.yaml"
+    assert main(["prune", "--weights", str(trained), "--ratio", "0.4", "--steps", "2", "--size", "96x128",
+                 "--finetune-config", str(cfg), "--finetune-epochs", "1", "--out", str(out),
+                 f"data.data_root={few_camvid}", "data.crop=[64,96]", "data.batch_size=3",
+                 "data.val_batch_size=2", "run.progress=false"]) == 0
+    text = capsys.readouterr().out
+    assert "step 1/2: fine-tuned" in text and "step 2/2" not in text  # no fine-tune after the last step
+    small = load_checkpoint(out)
+    assert small["model"]["pruned"]
+    n_small = sum(v.numel() for k, v in small["state_dict"].items() if k.endswith("weight"))
+    n_full = sum(v.numel() for k, v in load_checkpoint(trained)["state_dict"].items() if k.endswith("weight"))
+    assert n_small < 0.8 * n_full
