@@ -127,9 +127,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import math
 
-    from torch.utils.data import DataLoader
-
     import torch
+    from torch.utils.data import DataLoader
 
     from rtseg.datasets import build_dataset
     from rtseg.datasets.transforms import build_eval_transform
@@ -470,7 +469,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
         work = Path(tempfile.mkdtemp(prefix="rtseg-prune-"))
 
-        def between(step: int, m: torch.nn.Module) -> None:
+        def fine_tune(step: int, m: torch.nn.Module) -> None:
             if step == args.steps - 1 and not args.finetune_last:
                 return
             init = work / f"step{step + 1}.pt"
@@ -480,6 +479,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
             summary = fit(cfg, init_from=init)
             m.load_state_dict(load_checkpoint(Path(summary["run_dir"]) / "best.pt")["state_dict"])
             print(f"step {step + 1}/{args.steps}: fine-tuned, val mIoU {summary['best_miou']:.4f}")
+
+        between = fine_tune
 
     try:
         prune(model, args.ratio, tuple(size), args.criterion, args.global_pruning, args.steps, between)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import random_image, save_png, write_camvid
+from conftest import random_image, save_png
 from rtseg.cli import main
 from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets import build_dataset, resolve_data_root

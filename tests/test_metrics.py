@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import save_png
 from rtseg.constants import IGNORE_INDEX
@@ -52,8 +51,6 @@ def test_target_outside_classes_is_an_error():
 
 def test_agrees_with_official_cityscapes_evaluator(tmp_path):
     ev = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling")
-    from cityscapesscripts.helpers.labels import labels
-
     from rtseg.datasets.cityscapes import train_ids_to_label_ids
 
     rng = np.random.default_rng(3)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
-from PIL import Image
 
 import rtseg
 from rtseg.cli import main

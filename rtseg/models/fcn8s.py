@@ -23,7 +23,6 @@ from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, VGG16_Weights, mobilenet_v3_large, vgg16
 
 from rtseg.models._pretrained import load_encoder_state_dict
-from rtseg.errors import WeightsUnavailableError
 
 #: Slices of torchvision's ``vgg16().features`` ending at pool3 (1/8), pool4 (1/16), pool5 (1/32).
 _VGG_STAGES = (slice(0, 17), slice(17, 24), slice(24, 31))
@@ -202,4 +201,4 @@ def fcn8s_mobilenetv3(num_classes: int, backbone_weights: str | None = None,
     return FCN8s(encoder, num_classes, decoder_init)
 
 
-__all__ = ["FCN8s", "WeightsUnavailableError", "fcn8s", "fcn8s_mobilenetv3", "vgg16_fc_to_conv"]
+__all__ = ["FCN8s", "fcn8s", "fcn8s_mobilenetv3", "vgg16_fc_to_conv"]
