@@ -326,6 +326,7 @@ def _bench_one(model_name: str, weights: str | None, size, backend: str, threads
     from rtseg.datasets.classes import ClassTable
     from rtseg.datasets.transforms import normalize
     from rtseg.deploy.bench import benchmark, machine_info
+    from rtseg.inference import class_map
     from rtseg.models import create_model
 
     if weights:
@@ -355,7 +356,7 @@ def _bench_one(model_name: str, weights: str | None, size, backend: str, threads
     def end_to_end(runner):
         def run():
             x = normalize(torch.from_numpy(image).permute(2, 0, 1)[None], mean, std)
-            mask = runner(x).argmax(1)[0].to(torch.uint8).numpy()
+            mask = class_map(runner(x))[0].to(torch.uint8).numpy()
             return palette[mask]
         return run
 

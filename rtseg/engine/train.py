@@ -30,6 +30,7 @@ from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform, build_train_transform, denormalize
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.errors import CheckpointError, ConfigError
+from rtseg.inference import class_map
 from rtseg.io import atomic_write_text
 from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
 from rtseg.models import create_model
@@ -118,7 +119,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
             logits = model(net_in)  # (N, C, h, w)
         if logits.shape[-2:] != targets.shape[-2:]:
             logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-        pred = logits.argmax(1)  # (N, H, W)
+        pred = class_map(logits)  # (N, H, W)
         cm.update(pred, targets)
         if pr_curve is not None:
             pr_curve.update(logits.float().softmax(1)[:, pr_curve.positive], targets)
