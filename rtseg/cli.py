@@ -54,33 +54,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files, folders (their images, sorted) and globs -> image paths; nothing found is an error."""
-    import glob
-
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise RtsegError(f"folder {p} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            paths += found
-        elif p.is_file():
-            paths.append(p)
-        elif any(c in item for c in "*?["):
-            found = sorted(Path(q) for q in glob.glob(item) if Path(q).suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise RtsegError(f"pattern {item!r} matches no images")
-            paths += found
-        else:
-            raise RtsegError(f"input not found: {item}")
-    return paths
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     import time
 
@@ -88,9 +61,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from rtseg.datasets.base import read_image
     from rtseg.inference import load_model
+    from rtseg.io import expand_image_inputs
     from rtseg.visualize import panel, save_gif, save_png
 
-    paths = expand_inputs(args.inputs)
+    paths = expand_image_inputs(args.inputs)
     seg = load_model(args.weights, device=args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,8 +249,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise RtsegError("--int8 needs --format onnx (quantisation runs in ONNX Runtime)")
     if args.int8 and not args.calibrate:
         raise RtsegError("--int8 needs --calibrate DATASET:SPLIT:N (real frames to calibrate on)")
-    meta = {"rtseg_classes": ckpt["classes"], "rtseg_normalization": ckpt["normalization"],
-            "rtseg_input_size": ckpt.get("input_size") or size, "rtseg_model": ckpt["model"]}
+    from rtseg.deploy.onnx_model import metadata_from_checkpoint
+
+    meta = metadata_from_checkpoint(ckpt, size)
     if args.format == "torchscript":
         report = export_torchscript(model, out, tuple(size), argmax=args.argmax)
     elif not args.int8:
@@ -335,8 +310,9 @@ def _bench_one(model_name: str, weights: str | None, size, backend: str, threads
         classes = ClassTable.from_dict(ckpt["classes"])
         mean, std = ckpt["normalization"]["mean"], ckpt["normalization"]["std"]
         model_name = ckpt["model"]["name"]
-        meta = {"rtseg_classes": ckpt["classes"], "rtseg_normalization": ckpt["normalization"],
-                "rtseg_input_size": list(size), "rtseg_model": ckpt["model"]}
+        from rtseg.deploy.onnx_model import metadata_from_checkpoint
+
+        meta = metadata_from_checkpoint(ckpt, size)
     else:
         from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 

@@ -14,3 +14,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DATA_ENV = "RTSEG_DATA"
 #: Environment variable overriding the cache folder (class weights, ...).
 CACHE_ENV = "RTSEG_CACHE"
+
+#: Image files rtseg reads from folders and globs.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")

@@ -42,8 +42,7 @@ class Segmenter:
             # Inference only: fold BN into the convolutions and use channels-last, the fastest
             # layout for CPU convolutions (see rtseg bench).
             model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
-        self.model = model.eval()
-        self.model = self.model.to(self.device)
+        self.model = model.eval().to(self.device)
         self.classes = classes
         self.mean, self.std = tuple(mean), tuple(std)
         self.input_size = tuple(input_size) if input_size else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
@@ -35,3 +36,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def expand_image_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> image paths; nothing found is an error."""
+    from rtseg.constants import IMAGE_EXTENSIONS
+    from rtseg.errors import RtsegError
+
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise RtsegError(f"folder {p} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        elif any(c in item for c in "*?["):
+            found = sorted(Path(q) for q in glob.glob(item) if Path(q).suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise RtsegError(f"pattern {item!r} matches no images")
+            paths += found
+        else:
+            raise RtsegError(f"input not found: {item}")
+    return paths

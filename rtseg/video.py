@@ -3,7 +3,6 @@ overlapped in threads joined by bounded queues (``rtseg video``)."""
 
 from __future__ import annotations
 
-import glob
 import os
 import queue
 import threading
@@ -18,9 +17,9 @@ from tqdm import tqdm
 
 from rtseg.errors import RtsegError
 from rtseg.inference import Segmenter
+from rtseg.io import expand_image_inputs
 
 _END = object()
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclass
@@ -43,10 +42,7 @@ def open_source(spec: str, fps: float | None = None) -> VideoSource:
         return _from_capture(cap, f"camera {spec}", fps or cap.get(cv2.CAP_PROP_FPS) or 30.0, None)
     path = Path(spec)
     if path.is_dir() or any(c in spec for c in "*?["):
-        files = (sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if path.is_dir()
-                 else sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTENSIONS))
-        if not files:
-            raise RtsegError(f"{spec}: no frames ({', '.join(IMAGE_EXTENSIONS)}) found")
+        files = expand_image_inputs([spec])
         if cv2.imread(str(files[0])) is None:
             raise RtsegError(f"cannot read frame {files[0]}")
 

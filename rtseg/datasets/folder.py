@@ -21,13 +21,12 @@ from pathlib import Path
 
 import yaml
 
-from rtseg.constants import IGNORE_INDEX
+from rtseg.constants import IGNORE_INDEX, IMAGE_EXTENSIONS
 from rtseg.datasets.base import SegmentationDataset, Sample, Transform, id_lut, require_dir
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import DatasetError
 
 SPEC_FILE = "dataset.yaml"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def read_spec(root: Path) -> dict:

@@ -15,6 +15,12 @@ from rtseg.errors import CheckpointError
 META_KEYS = ("rtseg_classes", "rtseg_normalization", "rtseg_input_size", "rtseg_model")
 
 
+def metadata_from_checkpoint(ckpt: dict, input_size) -> dict:
+    """What ``rtseg export`` stores in the ONNX file so the file alone can be used as weights."""
+    return {"rtseg_classes": ckpt["classes"], "rtseg_normalization": ckpt["normalization"],
+            "rtseg_input_size": list(ckpt.get("input_size") or input_size), "rtseg_model": ckpt["model"]}
+
+
 def make_session(path: str | Path, threads: int = 0, optimization: str = "all"):
     import onnxruntime as ort
 
