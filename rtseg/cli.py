@@ -343,7 +343,7 @@ def _bench_one(model_name: str, weights: str | None, size, backend: str, threads
 
 #: make bench: (model, weights, backends, iterations)
 BENCH_SUITE = (
-    ("enet", "enet-camvid", ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8"), 30),
+    ("enet", "enet-camvid", ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8"), 100),
     ("fcn8s_mobilenetv3", None, ("torch", "onnxruntime", "onnxruntime-int8"), 20),
     ("fcn8s", None, ("torch",), 3),
 )
@@ -593,7 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 calibration frames, e.g. camvid:train:64")
     p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")
     p.add_argument("--keep-float", default=None, metavar="NAMES",
-                   help="int8: comma-separated substrings of node names to keep in float")
+                   help="int8: comma-separated module paths (substrings of weight names, e.g. classifier,up5) "
+                        "or node names whose nodes stay in float")
     p.add_argument("--out", required=True, metavar="PATH")
     p.set_defaults(func=cmd_export)
 

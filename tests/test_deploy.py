@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import cv2
@@ -14,7 +15,7 @@ from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.cli import main
 from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.deploy.export import export_onnx, export_torchscript
-from rtseg.deploy.fold import count_batchnorms, fold_batchnorm
+from rtseg.deploy.fold import PReLUAsMax, count_batchnorms, fold_batchnorm, prelu_as_max
 from rtseg.models import create_model
 
 SIZES = {"enet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
@@ -40,6 +41,24 @@ def test_fold_batchnorm_keeps_outputs():
     x = torch.randn(1, 3, 40, 48)
     with torch.no_grad():
         assert torch.allclose(model(x), folded(x), atol=1e-4, rtol=1e-4)
+
+
+def test_prelu_as_max_is_exact_and_only_for_slopes_up_to_one():
+    low = torch.nn.PReLU(4)  # per-channel slopes <= 1, negative ones included
+    shared = torch.nn.PReLU(1)  # one slope for every channel
+    high = torch.nn.PReLU(4)  # a slope above 1: max(x, a*x) would be wrong, must stay a PReLU
+    with torch.no_grad():
+        low.weight.copy_(torch.tensor([-0.5, 0.0, 0.25, 1.0]))
+        shared.weight.fill_(0.1)
+        high.weight.copy_(torch.tensor([0.5, 1.5, 0.2, 0.3]))
+    model = torch.nn.Sequential(low, shared, high)
+    x = torch.randn(2, 4, 5, 6)
+    x[0, :, 0, 0] = 0.0
+    with torch.no_grad():
+        ref = model(x)
+        rewritten = prelu_as_max(copy.deepcopy(model))
+        assert [type(m) for m in rewritten] == [PReLUAsMax, PReLUAsMax, torch.nn.PReLU]
+        assert torch.equal(rewritten(x), ref)
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -86,12 +105,31 @@ def test_export_cli_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
     assert report["int8"]["calibration_frames"] == 3 and report["file_mb"] < report["float_mb"]
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    graph = onnx.load(str(out)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+    # Short names throughout (the exporter's and quantiser's names are a fifth of the file).
+    assert max(len(n) for node in graph.node for n in [node.name, *node.input, *node.output]) <= 12
     res = tmp_path / "r.json"
     assert main(["eval", "--weights", str(out), "--dataset", "camvid", "--data-root", str(tiny_camvid),
                  "--json", str(res)]) == 0
     assert 0 <= json.loads(res.read_text())["miou"] <= 1
+
+
+def test_int8_keep_float_by_module_path(enet_ckpt, tiny_camvid, tmp_path):
+    import onnx
+
+    out = tmp_path / "q.onnx"
+    assert main(["export", "--weights", str(enet_ckpt), "--size", "24x32", "--int8", "--calibrate",
+                 "camvid:train:2", "--data-root", str(tiny_camvid), "--keep-float", "up5,stage5",
+                 "--out", str(out)]) == 0
+    report = json.loads((tmp_path / "q.onnx.json").read_text())
+    graph = onnx.load(str(out)).graph
+    float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 4}
+    float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in float_weights]
+    # up5 has 3 convolutions (main, 1x1 projection, 1x1 expansion), stage5 3: all left in float;
+    # every other convolution reads dequantised int8 weights.
+    assert len(float_convs) == 6
+    assert len(report["int8"]["float_nodes"]) >= 6
 
 
 def test_export_cli_errors(enet_ckpt, tmp_path, capsys):

@@ -7,6 +7,7 @@ with ``argmax=True`` an (N, H, W) int64 class map computed inside the graph.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtseg.deploy.fold import fold_batchnorm
+from rtseg.deploy.fold import fold_batchnorm, prelu_as_max
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_path
 
@@ -50,8 +51,11 @@ class ExportMismatchError(RtsegError, RuntimeError):
     """The exported model's outputs diverge from PyTorch's."""
 
 
-def prepare(model: nn.Module, argmax: bool = False, fold_bn: bool = True) -> nn.Module:
-    model = fold_batchnorm(model) if fold_bn else model.eval()
+def prepare(model: nn.Module, argmax: bool = False, fold_bn: bool = True, onnx: bool = False) -> nn.Module:
+    """An eval-mode copy for export: BN folded, the argmax head, and for ONNX PReLU as a max."""
+    model = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    if onnx:
+        prelu_as_max(model)
     return ArgmaxHead(model).eval() if argmax else model
 
 
@@ -147,6 +151,35 @@ def strip_debug_info(proto) -> None:
     del proto.graph.value_info[:]
 
 
+def compact_names(proto, weights: bool = False) -> None:
+    """Rename nodes and intermediate tensors (and with ``weights`` the weights) to short ids
+    (``n12``, ``t34``, ``w56``). The exporter's and the quantiser's names
+    (``node__native_batch_norm_legit_no_training__0``, ``up5.branch.0.0.weight_zero_point``) are
+    a fifth of an int8 ENet file. Float exports keep their weight names (module paths, which
+    ``--keep-float`` matches). Graph inputs and outputs keep their names. Graphs with subgraphs
+    (If, Loop) are left alone."""
+    graph = proto.graph
+    if any(a.type in (a.GRAPH, a.GRAPHS) for n in graph.node for a in n.attribute):
+        return
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    renamed: dict[str, str] = {}
+    for i, init in enumerate(graph.initializer):
+        if weights and init.name not in keep:
+            renamed[init.name] = f"w{i}"
+            init.name = f"w{i}"
+        else:
+            keep.add(init.name)
+    for i, node in enumerate(graph.node):
+        node.name = f"n{i}"
+        for j, name in enumerate(node.output):
+            if name and name not in keep:
+                renamed[name] = node.output[j] = f"t{j}_{i}"
+    for node in graph.node:
+        for j, name in enumerate(node.input):
+            if name in renamed:
+                node.input[j] = renamed[name]
+
+
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, argmax: bool = False,
                 dynamic: bool = False, metadata: dict | None = None, fold_bn: bool = True,
                 check: bool = True) -> dict:
@@ -161,13 +194,14 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ar
                          "pip install 'rtseg[export]'") from None
 
     reference = ArgmaxHead(model.eval()) if argmax else model.eval()
-    prepared = prepare(model, argmax, fold_bn)
+    prepared = prepare(model, argmax, fold_bn, onnx=True)
     x = _parity_inputs(size, count=1)[0]
     path = Path(path)
     with atomic_path(path) as tmp:
         axes = _export_dynamo(prepared, x, tmp, dynamic)
         proto = onnx.load(str(tmp))
         strip_debug_info(proto)
+        compact_names(proto)
         for k, v in (metadata or {}).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)

@@ -1,9 +1,11 @@
-"""Fold BatchNorm into the convolution before it (inference only)."""
+"""Inference-only rewrites that keep a model's outputs: BatchNorm folded into the convolution
+before it, PReLU in a form ONNX Runtime runs faster."""
 
 from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -30,3 +32,28 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 def count_batchnorms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+class PReLUAsMax(nn.Module):
+    """``PReLU`` whose slopes are all <= 1 computed as ``max(x, a * x)``: the same values (for
+    x >= 0, a*x <= x; for x < 0, a*x >= x), but ONNX Runtime runs a Max and a per-channel Mul,
+    which it folds into its channel-blocked layout, several times faster than its PRelu kernel
+    (ENet: 67 PReLUs, a quarter of the float ONNX Runtime time)."""
+
+    def __init__(self, prelu: nn.PReLU) -> None:
+        super().__init__()
+        # (C, 1, 1) broadcasts over (N, C, H, W); a single shared slope is (1, 1, 1).
+        self.register_buffer("slope", prelu.weight.detach().clone().view(-1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(x, x * self.slope)
+
+
+def prelu_as_max(model: nn.Module) -> nn.Module:
+    """Replace, in place, every ``nn.PReLU`` with slopes <= 1 by :class:`PReLUAsMax` (a PReLU
+    with a slope above 1 is not a max and stays). Returns the model."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.PReLU) and bool((child.weight <= 1).all()):
+                setattr(parent, name, PReLUAsMax(child))
+    return model

@@ -34,18 +34,89 @@ def _conv_bn_act(cin: int, cout: int, kernel, stride=1, padding=0, dilation=1, p
     )
 
 
+def _window_corners(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The four elements of every 2x2 window in PyTorch's max-pool scan order (top-left,
+    top-right, bottom-left, bottom-right): 4 x (N, C, H/2, W/2) strided views."""
+    return x[..., 0::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+
+
+def _max_pool2x(x: torch.Tensor) -> torch.Tensor:
+    """2x2 stride-2 max-pool as three elementwise maxima: 5x faster than ``F.max_pool2d`` on a
+    3-channel channels-last image on the CPU, and it fuses under torch.compile."""
+    a, b, c, d = _window_corners(x)
+    return torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
+
+
+def _max_pool2x_with_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 stride-2 max-pool returning, instead of flat indices, which window element won:
+    (N, C, H, W) -> values and codes (N, C, H/2, W/2), 0..3 in scan order, the first on ties,
+    exactly as PyTorch's max-pool indices. The codes are stored in x's dtype, which keeps the
+    compiled loops vectorised. Elementwise only, so torch.compile fuses pooling and unpooling
+    into their neighbours, and ONNX needs no MaxUnpool / ScatterND (whose index layouts differ
+    between frameworks)."""
+    a, b, c, d = _window_corners(x)
+    with torch.no_grad():
+        top = torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
+        codes = torch.where(a == top, 0.0, torch.where(b == top, 1.0, torch.where(c == top, 2.0, 3.0)))
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return top, codes
+    # Select rather than take the max, so the gradient reaches only the winning element, as in
+    # max_pool2d's backward (torch.maximum would split it between ties).
+    return torch.where(codes == 0, a, torch.where(codes == 1, b, torch.where(codes == 2, c, d))), codes
+
+
+def _max_unpool2x_codes(values: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_max_pool2x_with_codes`: (N, C, h, w) -> (N, C, 2h, 2w), each value at
+    its window's winning position, zeros elsewhere. Interleaves along the innermost dimensions
+    of the input's memory layout (channels-last or not), so the output keeps that layout."""
+    channels_last = values.dim() == 4 and values.is_contiguous(memory_format=torch.channels_last)
+    if channels_last:  # work on (N, h, w, C) views
+        values, codes = values.permute(0, 2, 3, 1), codes.permute(0, 2, 3, 1)
+    row, col = (1, 2) if channels_last else (2, 3)  # the h and w dimensions
+    corners = [torch.where(codes == k, values, 0.0) for k in range(4)]
+    top = torch.stack(corners[:2], dim=col + 1).flatten(col, col + 1)  # columns interleaved: 2w
+    bottom = torch.stack(corners[2:], dim=col + 1).flatten(col, col + 1)
+    out = torch.stack([top, bottom], dim=row + 1).flatten(row, row + 1)  # rows interleaved: 2h
+    return out.permute(0, 3, 1, 2) if channels_last else out
+
+
+def _use_window_codes() -> bool:
+    # Both forms give identical results. Eager PyTorch (and TorchScript): the native
+    # max_pool2d_with_indices / max_unpool2d kernels are ~10x faster than the elementwise form.
+    # torch.compile: the elementwise form fuses into the neighbouring loops (the native ones
+    # become separate scatter kernels). ONNX: ONNX Runtime's MaxPool + ScatterND beat the ~20
+    # elementwise nodes (its Where is slow), and the exporter writes ScatterND with PyTorch's
+    # index layout, not ONNX MaxUnpool's.
+    return torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export()
+
+
+def _max_pool2x_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) -> values (N, C, H/2, W/2) and what :func:`_max_unpool2x` needs to undo it."""
+    if _use_window_codes():
+        return _max_pool2x_with_codes(x)
+    return F.max_pool2d(x, 2, stride=2, return_indices=True)
+
+
+def _max_unpool2x(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """2x2 stride-2 max-unpooling with the indices (or window codes) of
+    :func:`_max_pool2x_with_indices`: (N, C, h, w) -> (N, C, 2h, 2w)."""
+    if indices.dtype == values.dtype:  # window codes
+        return _max_unpool2x_codes(values, indices)
+    # The aten op directly: nn.MaxUnpool2d validates the output size in Python.
+    return torch.ops.aten.max_unpool2d(values, indices, [2 * values.shape[-2], 2 * values.shape[-1]])
+
+
 class _InitialBlock(nn.Module):
     """(N, 3, H, W) -> (N, 16, H/2, W/2): 13 conv filters + the 3 max-pooled input channels."""
 
     def __init__(self, out_channels: int = 16) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, out_channels - 3, 3, stride=2, padding=1, bias=False)
-        self.pool = nn.MaxPool2d(2, stride=2)
         self.bn = nn.BatchNorm2d(out_channels)
         self.act = nn.PReLU(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(torch.cat([self.conv(x), self.pool(x)], dim=1)))
+        return self.act(self.bn(torch.cat([self.conv(x), _max_pool2x(x)], dim=1)))
 
 
 class _RegularBottleneck(nn.Module):
@@ -89,7 +160,6 @@ class _DownsamplingBottleneck(nn.Module):
         super().__init__()
         inner = cin // internal_ratio
         self.pad_channels = cout - cin
-        self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
         self.branch = nn.Sequential(
             _conv_bn_act(cin, inner, 2, stride=2, prelu=prelu),
             _conv_bn_act(inner, inner, 3, padding=1, prelu=prelu),
@@ -100,22 +170,9 @@ class _DownsamplingBottleneck(nn.Module):
         self.out_act = _act(prelu, cout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        main, indices = self.pool(x)
+        main, indices = _max_pool2x_with_indices(x)
         main = F.pad(main, (0, 0, 0, 0, 0, self.pad_channels))  # zero channels Cin..Cout-1
         return self.out_act(main + self.branch(x)), indices
-
-
-class _MaxUnpool2x(nn.Module):
-    """2x2 stride-2 max-unpooling: (N, C, h, w) values + pool indices -> (N, C, 2h, 2w).
-
-    Calls the aten op directly: ``nn.MaxUnpool2d`` validates the output size in Python, which
-    TorchScript tracing cannot do. The indices are PyTorch's (flattened per channel plane); the
-    ONNX exporter lowers this to ScatterND with exactly that layout, avoiding the index-layout
-    trap of ONNX's own MaxUnpool.
-    """
-
-    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        return torch.ops.aten.max_unpool2d(x, indices, [2 * x.shape[-2], 2 * x.shape[-1]])
 
 
 class _UpsamplingBottleneck(nn.Module):
@@ -129,7 +186,6 @@ class _UpsamplingBottleneck(nn.Module):
         super().__init__()
         inner = cin // internal_ratio
         self.main_conv = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        self.unpool = _MaxUnpool2x()
         self.branch = nn.Sequential(
             _conv_bn_act(cin, inner, 1, prelu=prelu),
             nn.ConvTranspose2d(inner, inner, 3, stride=2, padding=1, output_padding=1, bias=False),
@@ -140,7 +196,7 @@ class _UpsamplingBottleneck(nn.Module):
         self.out_act = _act(prelu, cout)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        main = self.unpool(self.main_conv(x), indices)  # input is a multiple of 8: exact 2x
+        main = _max_unpool2x(self.main_conv(x), indices)  # input is a multiple of 8: exact 2x
         return self.out_act(main + self.branch(x))
 
 
