@@ -378,11 +378,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _write_json(args.json, row)
         print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=2))
         return 0
-    row = _bench_one(args.model, args.weights, size, args.backend, args.threads, args.iters, args.calibrate,
-                     args.data_root, args.num_classes)
+    if args.runs != 1:
+        row = _bench_fresh_processes(args)
+    else:
+        row = _bench_one(args.model, args.weights, size, args.backend, args.threads, args.iters, args.calibrate,
+                         args.data_root, args.num_classes)
     _write_json(args.json, row)
     print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=2))
     return 0
+
+
+def _bench_fresh_processes(args: argparse.Namespace) -> dict:
+    """Run the same single benchmark ``args.runs`` times, each in a fresh process one after the
+    other (compilation, caches and allocator start cold every time), and summarise: on a shared
+    machine the latency drifts over minutes, which one run's median cannot show."""
+    import statistics
+    import subprocess
+    import tempfile
+
+    from tqdm import tqdm
+
+    if args.runs < 1:
+        raise RtsegError(f"--runs {args.runs}: expected 1 or more")
+    argv = ["bench", "--size", args.size, "--backend", args.backend, "--threads", str(args.threads),
+            "--iters", str(args.iters), "--num-classes", str(args.num_classes)]
+    for flag, value in (("--model", args.model), ("--weights", args.weights), ("--calibrate", args.calibrate),
+                        ("--data-root", args.data_root)):
+        if value:
+            argv += [flag, str(value)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in tqdm(range(args.runs), desc="bench runs", unit="run"):
+            out = Path(tmp) / f"run{i}.json"
+            done = subprocess.run([sys.executable, "-c", "import sys; from rtseg.cli import main; sys.exit(main())",
+                                   *argv, "--json", str(out)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RtsegError(f"bench run {i + 1}/{args.runs} failed: {done.stderr.strip()[-500:]}")
+            rows.append(json.loads(out.read_text()))
+    medians = [r["median_ms"] for r in rows]
+    summary = dict(rows[0])
+    summary.update(runs=args.runs, run_median_ms=medians, median_ms=round(statistics.median(medians), 2),
+                   p90_ms=round(statistics.median(r["p90_ms"] for r in rows), 2),
+                   fps=round(1000 / statistics.median(medians), 1), min_run_median_ms=min(medians),
+                   max_run_median_ms=max(medians))
+    for key in ("e2e_median_ms", "peak_mem_mb"):
+        if key in rows[0]:
+            summary[key] = round(statistics.median(r[key] for r in rows), 2)
+    return summary
 
 
 def bench_markdown(rows: list[dict]) -> str:
@@ -612,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="torch")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--iters", type=int, default=30, help="timed iterations")
+    p.add_argument("--runs", type=int, default=1,
+                   help="repeat in N fresh processes, one after another; report the median of their medians "
+                        "and each run's (shows the drift of a shared machine)")
     p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
                    help="int8 calibration frames (default: synthetic)")
     p.add_argument("--data-root", default=None, metavar="DIR")

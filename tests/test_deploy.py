@@ -159,6 +159,16 @@ def _write_video(path, n=12, h=48, w=64, fps=7.0):
     vw.release()
 
 
+def test_bench_runs_in_fresh_processes(tmp_path):
+    out = tmp_path / "runs.json"
+    assert main(["bench", "--model", "enet", "--size", "32x48", "--threads", "1", "--iters", "2", "--runs", "2",
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["runs"] == 2 and len(r["run_median_ms"]) == 2
+    assert r["min_run_median_ms"] <= r["median_ms"] <= r["max_run_median_ms"]
+    assert main(["bench", "--model", "enet", "--runs", "0"]) == 2
+
+
 def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path, capsys):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     _write_video(src)
