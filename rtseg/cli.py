@@ -65,7 +65,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from rtseg.visualize import panel, save_gif, save_png
 
     paths = expand_image_inputs(args.inputs)
-    seg = load_model(args.weights, device=args.device)
+    seg = load_model(args.weights, device=args.device, compile=args.compile)
+    if args.compile:
+        print("--compile: the first image of each size compiles the network (15-40 s on a small CPU)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gif_frames, seconds = [], []
@@ -447,7 +449,9 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     source = open_source(args.input, fps=args.fps)  # fails before any work on a bad input
     _check_output(Path(args.out))
-    seg = load_model(args.weights, device=args.device)
+    seg = load_model(args.weights, device=args.device, compile=args.compile)
+    if args.compile:
+        print("--compile: compiling the network on the first frame (15-40 s on a small CPU)", flush=True)
     stats = segment_video(seg, source, args.out, gif=args.gif, alpha=args.alpha)
     n = stats["frames_out"]
     print(f"{n} frames -> {stats['output']} at {stats['source_fps']:.1f} fps")
@@ -563,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default path: DIR/predictions.gif)")
     p.add_argument("--fps", type=float, default=5.0, help="GIF frame rate (default 5)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (PyTorch weights): faster per image after a one-off "
+                        "compilation of 15-40 s per input size; for many images of one size")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (mIoU, accuracy)",
@@ -681,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 10) or override")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (PyTorch weights): faster per frame after a one-off "
+                        "compilation of 15-40 s per input size")
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("prune", help="filter pruning (L1 norm) into a smaller model",

@@ -13,6 +13,7 @@ import torch
 from rtseg import list_models
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.cli import main
+from rtseg.errors import RtsegError
 from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.deploy.export import export_onnx, export_torchscript
 from rtseg.deploy.fold import PReLUAsMax, count_batchnorms, fold_batchnorm, prelu_as_max
@@ -186,6 +187,25 @@ def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path, capsys
     assert all(b > a for a, b in zip(means, means[1:]))
     assert "inference" in capsys.readouterr().out
     assert not list(tmp_path.glob(".out.partial*"))
+
+
+def test_compiled_segmenter_matches_eager_and_runs_video(enet_ckpt, tmp_path):
+    from rtseg.inference import load_model
+    from rtseg.video import open_source, segment_video
+
+    eager = load_model(enet_ckpt)
+    compiled = load_model(enet_ckpt, compile=True)
+    assert compiled.compiled and not eager.compiled
+    src = tmp_path / "in.mp4"
+    _write_video(src)
+    frame = next(iter(open_source(str(src)).frames))
+    torch.testing.assert_close(compiled.predict_logits([frame]), eager.predict_logits([frame]), rtol=1e-4, atol=1e-4)
+    stats = segment_video(compiled, open_source(str(src)), tmp_path / "out.mp4", progress=False)
+    assert stats["frames_out"] == 12
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(enet_ckpt), "--size", "24x32", "--out", str(onnx_path)]) == 0
+    with pytest.raises(RtsegError, match="compile needs PyTorch weights"):
+        load_model(onnx_path, compile=True)
 
 
 def test_video_bad_inputs_fail_before_work(enet_ckpt, tmp_path, capsys):

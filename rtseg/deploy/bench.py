@@ -131,12 +131,9 @@ def benchmark(model: nn.Module, size: tuple[int, int], backend: str, threads: in
 
             net = fold_batchnorm(model).to(memory_format=torch.channels_last)
             if backend == "torch-compile":
-                import torch._inductor.config as inductor_config
+                from rtseg.inference import compile_for_inference
 
-                # Inference only: freezing folds the weights into the graph as constants and
-                # pre-packs them for the CPU convolution kernels.
-                inductor_config.freezing = True
-                net = torch.compile(net)
+                net = compile_for_inference(net)
             _reset_peak_rss()
             xc = x.contiguous(memory_format=torch.channels_last)
 
