@@ -719,6 +719,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from rtseg.inference import reuse_freed_memory
+
+    reuse_freed_memory()  # eager PyTorch: no page faults on every forward pass (~20% faster)
     try:
         return args.func(args)
     except RtsegError as e:

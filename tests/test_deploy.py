@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -220,3 +222,32 @@ def test_video_bad_inputs_fail_before_work(enet_ckpt, tmp_path, capsys):
     assert main(["video", str(tmp_path / "ok.mp4"), "--weights", str(enet_ckpt), "--out",
                  str(tmp_path / "o.txt")]) == 2
     assert "expected a .mp4" in capsys.readouterr().err
+
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from rtseg.inference import reuse_freed_memory
+if sys.argv[1] == "1":
+    assert reuse_freed_memory()
+torch.set_num_threads(1)
+model = torch.nn.Sequential(*[torch.nn.Conv2d(16, 16, 3, padding=1) for _ in range(4)]).eval()
+x = torch.randn(1, 16, 256, 256)  # 4 MB activations: above glibc's default mmap threshold
+with torch.no_grad():
+    for _ in range(3):
+        model(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        model(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_reuse_freed_memory_stops_page_faults_on_every_forward_pass():
+    def faults(flag: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, flag], capture_output=True, text=True, check=True)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    default, reused = faults("0"), faults("1")
+    assert default > 1000  # every forward pass page-faults its activations in again
+    assert reused < default / 10
