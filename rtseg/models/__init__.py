@@ -13,12 +13,14 @@ from typing import Callable
 from torch import nn
 
 from rtseg.models.enet import enet
+from rtseg.models.erfnet import erfnet
 from rtseg.models.fcn8s import fcn8s, fcn8s_mobilenetv3
 from rtseg.models.icnet import icnet
 from rtseg.models.pspnet import pspnet50
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "enet": enet,
+    "erfnet": erfnet,
     "fcn8s": fcn8s,
     "fcn8s_mobilenetv3": fcn8s_mobilenetv3,
     "icnet": icnet,
