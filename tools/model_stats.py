@@ -2,6 +2,8 @@
 
     python tools/model_stats.py --size 1025x2049 --classes 19 icnet icnet:filter_scale=0.5
     python tools/model_stats.py --size 500x500 --classes 21 fcn8s
+    python tools/model_stats.py --size 512x1024 --classes 20 erfnet
+    python tools/model_stats.py --size 360x480 --classes 11 enet erfnet
 
 A model is NAME[:arg=value,...]; FLOPs count a multiply-add as 2 (torch's FlopCounterMode over
 convolutions and matrix products).
