@@ -154,8 +154,8 @@ def strip_debug_info(proto) -> None:
 def compact_names(proto, weights: bool = False) -> None:
     """Rename nodes and intermediate tensors (and with ``weights`` the weights) to short ids
     (``n12``, ``t34``, ``w56``). The exporter's and the quantiser's names
-    (``node__native_batch_norm_legit_no_training__0``, ``up5.branch.0.0.weight_zero_point``) are
-    a fifth of an int8 ENet file. Float exports keep their weight names (module paths, which
+    (``node__native_batch_norm_legit_no_training__0``, ``up5.branch.0.0.weight_zero_point``) were
+    about a fifth of an int8 ENet file. Float exports keep their weight names (module paths, which
     ``--keep-float`` matches). Graph inputs and outputs keep their names. Graphs with subgraphs
     (If, Loop) are left alone."""
     graph = proto.graph
