@@ -52,8 +52,8 @@ def reuse_freed_memory() -> bool:
 def compile_for_inference(model: nn.Module):
     """``torch.compile`` (inductor) for inference: weights frozen into the graph as constants and
     pre-packed for the CPU convolution kernels, one static graph per input size. The first call
-    at each size compiles (ENet: 15-40 s on a 2-core CPU); later calls are ~25% faster than
-    eager on this project's CPU benchmark. Call it under ``torch.no_grad()``/``inference_mode``."""
+    at each size compiles (ENet: 15-40 s on a 2-core CPU); later calls are faster than eager
+    (ENet: see the README's bench table). Call it under ``torch.no_grad()``/``inference_mode``."""
     return torch.compile(model, dynamic=False, options={"freezing": True})
 
 

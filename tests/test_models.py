@@ -107,6 +107,9 @@ def test_enet_window_code_pooling_matches_max_pool_indices(channels_last):
         out = enet_module._max_unpool2x_codes(values, codes)
         assert torch.equal(out, nn.functional.max_unpool2d(values, idx, 2, 2))
         assert out.is_contiguous(memory_format=fmt)
+        # Codes in another float dtype than the values (autocast) still select the same positions.
+        assert torch.equal(enet_module._max_unpool2x(values.double(), codes),
+                           nn.functional.max_unpool2d(values.double(), idx, 2, 2))
         weights = torch.randn(pooled.shape, generator=g)
         (pooled * weights).sum().backward()
         (pooled_ref * weights).sum().backward()

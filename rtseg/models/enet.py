@@ -100,8 +100,8 @@ def _max_pool2x_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def _max_unpool2x(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """2x2 stride-2 max-unpooling with the indices (or window codes) of
     :func:`_max_pool2x_with_indices`: (N, C, h, w) -> (N, C, 2h, 2w)."""
-    if indices.dtype == values.dtype:  # window codes
-        return _max_unpool2x_codes(values, indices)
+    if indices.is_floating_point():  # window codes (their dtype may differ under autocast)
+        return _max_unpool2x_codes(values, indices.to(values.dtype))
     # The aten op directly: nn.MaxUnpool2d validates the output size in Python.
     return torch.ops.aten.max_unpool2d(values, indices, [2 * values.shape[-2], 2 * values.shape[-1]])
 
