@@ -82,7 +82,9 @@ class Segmenter:
         elif compile:
             raise RtsegError(f"{name or 'this model'}: compile needs PyTorch weights (a checkpoint or a "
                              "shipped model), not an exported ONNX file")
-        self.model = model if compile else model.eval().to(self.device)
+        else:
+            model = model.eval().to(self.device)  # an exported model's wrapper
+        self.model = model
         #: Compiled with torch.compile: the first call at each input size compiles.
         self.compiled = compile
         self.classes = classes

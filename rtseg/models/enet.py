@@ -52,8 +52,7 @@ def _max_pool2x_with_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     (N, C, H, W) -> values and codes (N, C, H/2, W/2), 0..3 in scan order, the first on ties,
     exactly as PyTorch's max-pool indices. The codes are stored in x's dtype, which keeps the
     compiled loops vectorised. Elementwise only, so torch.compile fuses pooling and unpooling
-    into their neighbours, and ONNX needs no MaxUnpool / ScatterND (whose index layouts differ
-    between frameworks)."""
+    into their neighbours (see :func:`_use_window_codes` for where it is used)."""
     a, b, c, d = _window_corners(x)
     with torch.no_grad():
         top = torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
