@@ -1,15 +1,34 @@
 """rtseg: real-time semantic segmentation for street scenes.
 
+Every command of the ``rtseg`` CLI is a plain function here::
+
     >>> import rtseg
-    >>> rtseg.list_models()
+    >>> rtseg.list_models(), rtseg.shipped_models()
     >>> model = rtseg.create_model("enet", num_classes=11)       # untrained network
     >>> seg = rtseg.load_model("enet-camvid")                     # shipped, trained on CamVid
     >>> mask = seg.predict("photo.png")                           # (H, W) class indices
+    >>> rtseg.evaluate("enet-camvid", "camvid", "val")["miou"]    # rtseg eval
+    >>> rtseg.export("enet-camvid", "enet.onnx", size=(360, 480))  # rtseg export
+    >>> rtseg.benchmark(weights="enet-camvid", backend="torch")    # rtseg bench
+    >>> rtseg.prune("enet-camvid", 0.5, "enet_p50.pt")             # rtseg prune
+    >>> rtseg.train("configs/enet_camvid.yaml", ["schedule.epochs=10"])  # rtseg train
 """
 
 __version__ = "0.1.0"
 
-from rtseg.inference import Segmenter, load_model  # noqa: E402
+from rtseg.checkpoint import shipped_models  # noqa: E402
+from rtseg.class_weights import compute_class_weights, dataset_info  # noqa: E402
+from rtseg.compress import prune  # noqa: E402
+from rtseg.datasets.resize import resize_splits as resize_dataset  # noqa: E402
+from rtseg.deploy.bench import benchmark  # noqa: E402
+from rtseg.deploy.export import export  # noqa: E402
+from rtseg.engine.train import train  # noqa: E402
+from rtseg.evaluation import evaluate  # noqa: E402
+from rtseg.inference import Segmenter, load_model, predict  # noqa: E402
 from rtseg.models import create_model, list_models  # noqa: E402
+from rtseg.video import process_video  # noqa: E402
+from rtseg.weights import load_weights  # noqa: E402
 
-__all__ = ["Segmenter", "__version__", "create_model", "list_models", "load_model"]
+__all__ = ["Segmenter", "__version__", "benchmark", "compute_class_weights", "create_model", "dataset_info",
+           "evaluate", "export", "list_models", "load_model", "load_weights", "predict", "process_video", "prune",
+           "resize_dataset", "shipped_models", "train"]

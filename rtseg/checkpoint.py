@@ -10,6 +10,10 @@ A checkpoint is a ``torch.save``'d dict with ``format == "rtseg-checkpoint"``::
     config:       the resolved training config (dict), when trained by rtseg
     train_state:  optimiser, scheduler, epoch, RNG, best mIoU ... (training checkpoints only)
     metrics:      the last validation metrics
+
+This module reads and writes the format only (it sits below ``rtseg.models``, which reads
+checkpoints to initialise from them); rebuilding a network from a checkpoint, and the one loader
+for every kind of weights, is ``rtseg.weights``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from torch import nn
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import CheckpointError
 from rtseg.io import atomic_path
-from rtseg.models import INIT_ONLY_ARGS, create_model
 
 FORMAT = "rtseg-checkpoint"
 VERSION = 1
@@ -32,6 +35,11 @@ VERSION = 1
 #: Models shipped inside the package: name -> file under rtseg/weights/.
 SHIPPED_WEIGHTS = {"enet-camvid": "enet_camvid.pt"}
 DEFAULT_WEIGHTS = "enet-camvid"
+
+
+def shipped_models() -> list[str]:
+    """Names of the trained models inside the package (``--weights NAME``, ``load_model(NAME)``)."""
+    return sorted(SHIPPED_WEIGHTS)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -89,7 +97,11 @@ def load_checkpoint(weights: str | Path | None, map_location: Any = "cpu") -> di
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and torch errors all mean "not a readable checkpoint"
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        # torch's own message runs over many lines (weights_only advice); its first says why.
+        lines = str(e).strip().splitlines()
+        why = f"{type(e).__name__}: {lines[0][:160]}" if lines else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: not a file written by torch.save "
+                              f"with plain tensors ({why})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rtseg checkpoint (no 'format: {FORMAT}' entry); "
                               "train with 'rtseg train' or convert the weights first")
@@ -101,20 +113,3 @@ def load_checkpoint(weights: str | Path | None, map_location: Any = "cpu") -> di
             raise CheckpointError(f"{path} is an rtseg checkpoint without {key!r}: the file is damaged")
     ckpt["path"] = str(path)
     return ckpt
-
-
-def model_from_checkpoint(ckpt: dict) -> nn.Module:
-    """Rebuild the model and load its weights (strict); returned in eval mode on the CPU."""
-    spec = ckpt["model"]
-    args = {k: v for k, v in spec.get("args", {}).items() if k not in INIT_ONLY_ARGS}
-    try:
-        model = create_model(spec["name"], num_classes=spec["num_classes"], **args)
-        if spec.get("pruned"):
-            from rtseg.compress import shrink_to_state_dict
-
-            shrink_to_state_dict(model, ckpt["state_dict"])
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-    except (ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: cannot rebuild model "
-                              f"{spec.get('name')!r}: {e}") from None
-    return model.eval()

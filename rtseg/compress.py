@@ -4,17 +4,23 @@ Whole filters ranked by their L1 (or L2) norm are removed, with torch-pruning's 
 keeping residual additions, concatenations, BatchNorm, PReLU and depthwise convolutions
 consistent. The result is a genuinely smaller network (fewer parameters and FLOPs). Its
 checkpoint records ``model.pruned = true``; loading rebuilds the architecture and shrinks each
-layer to the saved shapes (:func:`shrink_to_state_dict`) before loading the weights.
+layer to the saved shapes (:func:`rtseg.models.pruned.shrink_to_state_dict`) before loading the weights.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_text
 
 
 def _require_torch_pruning():
@@ -34,7 +40,7 @@ def ignored_layers(model: nn.Module) -> list[nn.Module]:
     return list(model.pruning_ignored_layers())
 
 
-def prune(model: nn.Module, ratio: float, example_size: tuple[int, int], criterion: str = "l1",
+def prune_model(model: nn.Module, ratio: float, example_size: tuple[int, int], criterion: str = "l1",
           global_pruning: bool = False, steps: int = 1,
           between_steps: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Remove ``ratio`` of the prunable filters in ``steps`` equal steps, calling
@@ -70,35 +76,68 @@ def prune(model: nn.Module, ratio: float, example_size: tuple[int, int], criteri
     return model
 
 
-def shrink_to_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """Give every layer of a freshly built ``model`` the (smaller) shapes found in ``state`` so
-    that ``load_state_dict(state, strict=True)`` works: conv / transposed conv channels (groups
-    follow for depthwise convs), BatchNorm features and PReLU parameters."""
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        w = state.get(prefix + "weight")
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and w is not None and w.shape != module.weight.shape:
-            depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
-            if isinstance(module, nn.Conv2d):
-                out_c = w.shape[0]
-                module.groups = out_c if depthwise else module.groups
-                in_c = w.shape[1] * module.groups
-            else:  # ConvTranspose2d weight: (in, out / groups, k, k)
-                in_c = w.shape[0]
-                module.groups = in_c if depthwise else module.groups
-                out_c = w.shape[1] * module.groups
-            module.in_channels, module.out_channels = in_c, out_c
-            module.weight = nn.Parameter(torch.empty_like(w))
-            if module.bias is not None:
-                module.bias = nn.Parameter(torch.empty(out_c))
-        elif isinstance(module, nn.BatchNorm2d) and w is not None and w.shape[0] != module.num_features:
-            n = w.shape[0]
-            module.num_features = n
-            module.weight = nn.Parameter(torch.empty(n))
-            module.bias = nn.Parameter(torch.empty(n))
-            module.running_mean = torch.zeros(n)
-            module.running_var = torch.ones(n)
-        elif isinstance(module, nn.PReLU) and w is not None and w.shape != module.weight.shape:
-            module.num_parameters = w.shape[0]
-            module.weight = nn.Parameter(torch.empty_like(w))
-    return model
+def prune(weights: str | Path | None, ratio: float, out: str | Path, *, size: tuple[int, int] | None = None,
+          criterion: str = "l1", global_pruning: bool = False, steps: int = 1,
+          finetune_config: str | Path | None = None, finetune_epochs: int = 2, finetune_last: bool = False,
+          overrides: list[str] | tuple[str, ...] = (), json_path: str | Path | None = None,
+          log: Callable[[str], None] = print) -> dict:
+    """``rtseg prune``: remove ``ratio`` of the prunable filters of ``weights`` (shipped name or
+    checkpoint) and write a genuinely smaller checkpoint to ``out``.
+
+    ``steps`` > 1 prunes iteratively; with ``finetune_config`` (a training recipe, plus
+    ``overrides``) each step but the last (``finetune_last``: the last too) is followed by
+    ``finetune_epochs`` epochs of fine-tuning. ``size``: for tracing and FLOPs (default: the
+    checkpoint's). Returns the before/after report (also written to ``json_path``)."""
+    from rtseg.deploy.bench import count_flops, count_params
+    from rtseg.weights import load_weights
+
+    if steps < 1:
+        raise RtsegError(f"--steps {steps}: expected 1 or more")
+    loaded = load_weights(weights)
+    model = loaded.torch_model()
+    spec = loaded.model_spec
+    size = loaded.size(size)
+    ckpt = loaded.checkpoint
+    before = {"params": count_params(model), "gflops": count_flops(model, size) / 1e9}
+
+    def as_checkpoint(m: nn.Module) -> dict:
+        return make_checkpoint(m, spec["name"], spec.get("args", {}), loaded.classes, loaded.mean, loaded.std,
+                               ckpt.get("input_size"), pruned=True)
+
+    between, work = None, None
+    if finetune_config:
+        from rtseg.config import load_config
+        from rtseg.engine.train import fit
+
+        load_config(finetune_config, list(overrides))  # a bad recipe fails before any pruning
+        work = Path(tempfile.mkdtemp(prefix="rtseg-prune-"))
+
+        def fine_tune(step: int, m: nn.Module) -> None:
+            if step == steps - 1 and not finetune_last:
+                return
+            init = work / f"step{step + 1}.pt"
+            save_checkpoint(as_checkpoint(m), init)
+            cfg = load_config(finetune_config, [f"schedule.epochs={finetune_epochs}",
+                                                f"run.out_dir={work / f'step{step + 1}'}", *overrides])
+            summary = fit(cfg, init_from=init)
+            m.load_state_dict(load_checkpoint(Path(summary["run_dir"]) / "best.pt")["state_dict"])
+            log(f"step {step + 1}/{steps}: fine-tuned, val mIoU {summary['best_miou']:.4f}")
+
+        between = fine_tune
+    elif overrides:
+        raise RtsegError("KEY=VALUE overrides apply to the fine-tune recipe: give --finetune-config too")
+
+    try:
+        prune_model(model, ratio, size, criterion, global_pruning, steps, between)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    after = {"params": count_params(model), "gflops": count_flops(model, size) / 1e9}
+    save_checkpoint(as_checkpoint(model), out)
+    report = {"weights": loaded.source, "out": str(out), "model": spec["name"], "ratio": ratio,
+              "criterion": criterion, "steps": steps, "size": list(size), "before": before, "after": after,
+              "param_reduction": 1 - after["params"] / before["params"],
+              "flop_reduction": 1 - after["gflops"] / before["gflops"]}
+    if json_path:
+        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+    return report

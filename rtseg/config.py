@@ -1,6 +1,8 @@
 """Training configuration: a typed tree of dataclasses, loaded from YAML and overridden from the
 command line with ``section.key=value`` (values parsed as YAML: ``optim.lr=1e-3``,
-``data.crop=[256,512]``). Unknown keys and wrongly typed values are errors naming the key."""
+``data.crop=[256,512]``; a mapping merges into the recipe's: ``model.args.decoder_init=normal``
+keeps the other builder arguments). Unknown keys and wrongly typed values are errors naming the
+key."""
 
 from __future__ import annotations
 
@@ -206,10 +208,12 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 
 def _merge(base: dict, update: dict) -> dict:
+    """Overrides merge into the recipe at every depth: ``model.args.decoder_init=normal`` sets one
+    builder argument and keeps the recipe's others (``backbone_weights: imagenet``). A value that
+    is not a mapping replaces what was there."""
     out = dict(base)
     for k, v in update.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) \
-            and k != "args" else v
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

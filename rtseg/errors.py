@@ -12,9 +12,11 @@ class RtsegError(Exception):
         text = str(self).strip()
         if "Original Traceback" in text:
             last = text.splitlines()[-1]
-            prefix = f"{type(self).__name__}: "
-            text = last[len(prefix):] if last.startswith(prefix) else last
-        return text
+            # "DatasetError: ..." or "rtseg.errors.DatasetError: ..." (newer torch qualifies it)
+            head, sep, rest = last.partition(": ")
+            text = rest if sep and head.split(".")[-1] == type(self).__name__ else last
+        # One line, always: the CLI prints "rtseg COMMAND: error: ..." and nothing else.
+        return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 class DatasetError(RtsegError, ValueError):

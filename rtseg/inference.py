@@ -1,8 +1,9 @@
-"""Inference API: ``rtseg.load_model("enet-camvid").predict(image)``."""
+"""Inference API: ``rtseg.load_model("enet-camvid").predict(image)``, and :func:`predict`, which
+segments image files to disk (``rtseg predict``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,51 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtseg.checkpoint import load_checkpoint, model_from_checkpoint
 from rtseg.datasets.base import read_image
 from rtseg.datasets.classes import ClassTable
 from rtseg.datasets.transforms import normalize
 from rtseg.deploy.fold import fold_batchnorm
 from rtseg.errors import RtsegError
-from rtseg.visualize import overlay
-
-
-def class_map(logits: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) logits -> (N, H, W) class indices. The argmax runs on a channels-last copy:
-    reducing over the innermost (contiguous) dimension is about 10x faster on the CPU than over
-    the channel planes of an NCHW tensor (2 ms against 15 ms for ENet at 480x360)."""
-    return logits.contiguous(memory_format=torch.channels_last).argmax(1)
-
-
-def reuse_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
-
-    Eager PyTorch frees and reallocates every activation on each forward pass. Above glibc's
-    mmap threshold each of those allocations is fresh memory that the kernel page-faults in,
-    4 KB at a time: ENet at 480x360 took ~5,600 page faults and ~9 of its ~44 ms per frame on
-    this project's CPU. This is what running under jemalloc or tcmalloc (as PyTorch's CPU
-    performance guide suggests) achieves, without a preload. Process-wide; the CLI calls it.
-    Linux with glibc only; returns whether it applied."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    # Serve allocations up to 32 MB (glibc's maximum) from the heap, and never trim freed heap
-    # memory below 1 GB.
-    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(mallopt(m_trim_threshold, 2**30))
-
-
-def compile_for_inference(model: nn.Module):
-    """``torch.compile`` (inductor) for inference: weights frozen into the graph as constants and
-    pre-packed for the CPU convolution kernels, one static graph per input size. The first call
-    at each size compiles (ENet: 15-40 s on a 2-core CPU); later calls are faster than eager
-    (ENet: see the README's bench table). Call it under ``torch.no_grad()``/``inference_mode``."""
-    return torch.compile(model, dynamic=False, options={"freezing": True})
+from rtseg.io import expand_image_inputs
+from rtseg.progress import progress
+from rtseg.runtime import class_map, compile_for_inference, reuse_freed_memory, select_device  # noqa: F401
+from rtseg.visualize import overlay, panel, save_gif, save_png
+from rtseg.weights import load_weights
 
 
 class Segmenter:
@@ -155,49 +121,61 @@ class Segmenter:
         return overlay(image, self.colorize(mask), alpha)
 
 
-@dataclass
-class LoadedWeights:
-    """A model from a checkpoint or an exported ONNX file, with what is needed to feed it."""
-
-    model: object  # nn.Module, or OnnxSegmentationModel (same calling convention)
-    classes: ClassTable
-    mean: tuple
-    std: tuple
-    input_size: list[int] | None  # resolution it was trained / evaluated at
-    train_resize: list[int] | None  # the training config's data.resize
-    fixed_size: list[int] | None  # an exported static graph accepts only this (H, W)
-    name: str
-    checkpoint: dict | None
-
-
-def load_weights(weights: str | Path | None, threads: int = 0) -> LoadedWeights:
-    """A checkpoint path, a shipped model name (None = default) or an ``.onnx`` export."""
-    if weights is not None and str(weights).endswith(".onnx"):
-        from rtseg.deploy.onnx_model import OnnxSegmentationModel
-
-        onnx_model = OnnxSegmentationModel(weights, threads=threads)
-        meta = onnx_model.meta
-        shape = onnx_model.session.get_inputs()[0].shape  # [N, 3, H, W]; str entries are dynamic
-        fixed = [int(v) for v in shape[2:]] if all(isinstance(v, int) for v in shape[2:]) else None
-        return LoadedWeights(onnx_model, ClassTable.from_dict(meta["rtseg_classes"]),
-                             tuple(meta["rtseg_normalization"]["mean"]), tuple(meta["rtseg_normalization"]["std"]),
-                             meta["rtseg_input_size"], None, fixed, f"{meta['rtseg_model']['name']} (onnx)", None)
-    ckpt = load_checkpoint(weights)
-    model = model_from_checkpoint(ckpt)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    resize = ((ckpt.get("config") or {}).get("data") or {}).get("resize")
-    return LoadedWeights(model, ClassTable.from_dict(ckpt["classes"]), tuple(ckpt["normalization"]["mean"]),
-                         tuple(ckpt["normalization"]["std"]), ckpt.get("input_size"), resize, None,
-                         ckpt["model"]["name"], ckpt)
-
-
-def load_model(weights: str | Path | None = None, device: str | torch.device = "cpu",
-               compile: bool = False) -> Segmenter:
+def load_model(weights: str | Path | None = None, device: str | torch.device = "auto",
+               compile: bool = False, threads: int = 0) -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
-    (default: ``"enet-camvid"``, shipped inside the package, works offline). ``compile``: see
-    :class:`Segmenter`."""
-    w = load_weights(weights)
+    (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
+    (CUDA when available), cpu or cuda; ONNX exports run on the CPU. ``compile``: see
+    :class:`Segmenter`. ``threads``: intra-op threads (0 = library default)."""
+    w = load_weights(weights, threads=threads)
+    device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
     seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile)
     seg.fixed_size = w.fixed_size
     return seg
+
+
+def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
+            device: str = "auto", compile: bool = False, threads: int = 0, alpha: float = 0.5,
+            output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
+            show_progress: bool = True) -> dict:
+    """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
+
+    For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
+    ``NAME_overlay.png``; ``output_format="cityscapes"``: one official label-id PNG named after
+    the input (19-class Cityscapes models). ``gif``: also an animated input | prediction GIF
+    (True: ``out/predictions.gif``, or a path). Returns {images, out, model, device, median_ms}:
+    the median time per frame of preprocessing + network."""
+    if output_format not in ("default", "cityscapes"):
+        raise RtsegError(f"--format {output_format!r}: expected default or cityscapes")
+    paths = expand_image_inputs([str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)])
+    seg = load_model(weights, device=device, compile=compile, threads=threads)
+    if output_format == "cityscapes" and seg.num_classes != 19:
+        raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
+                         f"predicts {seg.num_classes} classes")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    gif_frames, seconds = [], []
+    for path in progress(paths, desc="predict", unit="img", enabled=show_progress and len(paths) > 1):
+        image = read_image(path)
+        start = time.perf_counter()
+        mask = seg.predict(image)
+        seconds.append(time.perf_counter() - start)
+        if output_format == "cityscapes":
+            # Official label ids, named so the evaluator finds <city>_<seq>_<frame>*.png.
+            from rtseg.datasets.cityscapes import train_ids_to_label_ids
+
+            save_png(train_ids_to_label_ids(mask), out / f"{path.stem}.png")
+            continue
+        colour = seg.colorize(mask)
+        save_png(mask, out / f"{path.stem}_labels.png")
+        save_png(colour, out / f"{path.stem}_mask.png")
+        save_png(seg.overlay(image, mask, alpha), out / f"{path.stem}_overlay.png")
+        if gif:
+            gif_frames.append(panel(image, colour))
+    gif_path = None
+    if gif:
+        gif_path = out / "predictions.gif" if gif is True else Path(gif)
+        save_gif(gif_frames, gif_path, fps=gif_fps)
+    ms = sorted(s * 1000 for s in seconds)
+    return {"images": len(paths), "out": str(out), "model": seg.name, "device": str(seg.device),
+            "median_ms": round(ms[len(ms) // 2], 2), "gif": str(gif_path) if gif_path else None}

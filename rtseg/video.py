@@ -13,11 +13,11 @@ from typing import Iterator
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from rtseg.errors import RtsegError
-from rtseg.inference import Segmenter
+from rtseg.inference import Segmenter, load_model
 from rtseg.io import expand_image_inputs
+from rtseg.progress import progress as progress_bar
 
 _END = object()
 
@@ -80,7 +80,7 @@ def _from_capture(cap, description: str, fps: float, total: int | None) -> Video
     return VideoSource(description, float(fps), total, frames())
 
 
-def _check_output(path: Path) -> None:
+def check_output(path: Path) -> None:
     if path.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
         raise RtsegError(f"--out {path}: expected a .mp4, .avi, .mkv or .mov file")
     parent = path.parent if str(path.parent) else Path(".")
@@ -99,7 +99,7 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
     the source frame rate, with the measured network FPS drawn on it. The video is written to a
     temporary file and renamed when complete. Returns per-stage timings."""
     out = Path(out)
-    _check_output(out)
+    check_output(out)
     partial = out.with_name(f".{out.stem}.partial{out.suffix}")
     decoded: queue.Queue = queue.Queue(maxsize=queue_size)
     predicted: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -159,7 +159,7 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
     wall = time.perf_counter()
     for t in threads:
         t.start()
-    bar = tqdm(total=source.total, desc="video", unit="frame", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=source.total, desc="video", unit="frame", enabled=progress)
     recent: list[float] = []
     try:
         while True:
@@ -195,3 +195,18 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
     n = stats["frames_out"]
     return {**stats, "wall_s": wall, "fps_overall": n / wall, "fps_network": n / max(stats["inference_s"], 1e-9),
             "source_fps": source.fps, "output": str(out)}
+
+
+def process_video(source: str, out: str | Path, weights: str | Path | None = None, *, device: str = "auto",
+                  compile: bool = False, threads: int = 0, gif: str | Path | None = None, alpha: float = 0.5,
+                  fps: float | None = None, show_progress: bool = True, on_ready=None) -> dict:
+    """``rtseg video``: a video file, a folder or glob of frames, or a camera index -> a video
+    with the prediction overlaid and the measured FPS drawn (see :func:`segment_video`).
+    Bad inputs and outputs fail before the model loads. ``on_ready(segmenter)`` is called once
+    the model is loaded (the CLI announces compilation there). Returns per-stage timings."""
+    frames = open_source(str(source), fps=fps)  # fails before any work on a bad input
+    check_output(Path(out))
+    seg = load_model(weights, device=device, compile=compile, threads=threads)
+    if on_ready is not None:
+        on_ready(seg)
+    return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=show_progress)

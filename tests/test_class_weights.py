@@ -7,7 +7,6 @@ import pytest
 
 from conftest import save_png
 from rtseg.class_weights import compute_class_weights, label_statistics, weights_from_statistics
-from rtseg.cli import main
 from rtseg.datasets import build_dataset
 
 
@@ -36,12 +35,9 @@ def test_mfb_and_enet_by_hand(tmp_path):
         [1 / np.log(1.02 + 10 / 16), 1 / np.log(1.02 + 2 / 16), 1 / np.log(1.02 + 2 / 16)])
 
 
-def test_cli_json_and_cache(tmp_path, monkeypatch):
+def test_weights_by_raw_id_and_cache(tmp_path, monkeypatch):
     root = _two_image_camvid(tmp_path / "camvid")
-    out = tmp_path / "w.json"
-    assert main(["class-weights", "--dataset", "camvid", "--data-root", str(root), "--split", "train",
-                 "--method", "enet", "--json", str(out)]) == 0
-    data = json.loads(out.read_text())
+    data = compute_class_weights("camvid", "train", "enet", root)
     assert data["method"] == "enet" and len(data["class_names"]) == len(data["weights"]) == 11
     assert len(data["weights_by_raw_id"]) == 12 and data["weights_by_raw_id"][11] == 0.0
     # A second call is served from the cache (the labels are not read again).

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import random_image, save_png
-from rtseg.cli import main
+import rtseg
 from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets import build_dataset, resolve_data_root
 from rtseg.datasets.camvid import CLASSES as CAMVID_CLASSES
@@ -95,23 +95,6 @@ def test_rgb_label_is_rejected(tiny_camvid):
     ds = build_dataset("camvid", "train", tiny_camvid)
     with pytest.raises(DatasetError, match="mode RGB: expected a single-channel"):
         ds[0]
-
-
-def test_worker_errors_reach_the_cli_as_one_line(tiny_camvid, capsys):
-    # A bad label met inside a DataLoader worker still ends as one clear line, not a traceback.
-    lbl = np.full((24, 32), 99, np.uint8)
-    save_png(tiny_camvid / "valannot" / "0001TP_000000.png", lbl, "L")
-    from rtseg.checkpoint import make_checkpoint, save_checkpoint
-    from rtseg.models import create_model
-
-    ckpt = tiny_camvid.parent / "m.pt"
-    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID_CLASSES,
-                                    (0.5,) * 3, (0.5,) * 3), ckpt)
-    code = main(["eval", "--weights", str(ckpt), "--dataset", "camvid", "--data-root", str(tiny_camvid),
-                 "--workers", "1", "--device", "cpu"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and "0001TP_000000.png holds ids [99]" in err and "Traceback" not in err
 
 
 # ----------------------------------------------------------------------------- Cityscapes
@@ -247,21 +230,17 @@ def test_folder_dataset_bad_spec(tmp_path):
 # ------------------------------------------------------------------------- CLI and resize
 
 
-def test_datasets_info_cli(tiny_camvid, tmp_path, capsys):
-    out = tmp_path / "info.json"
-    assert main(["datasets", "info", "--dataset", "camvid", "--data-root", str(tiny_camvid),
-                 "--split", "train", "--json", str(out)]) == 0
-    info = json.loads(out.read_text())
+def test_dataset_info(tiny_camvid):
+    info = rtseg.dataset_info("camvid", "train", tiny_camvid)
     labels = np.stack([np.asarray(Image.open(p)) for p in sorted((tiny_camvid / "trainannot").glob("*.png"))])
     assert info["num_images"] == 3 and info["class_names"] == list(CAMVID_CLASSES.names)
     assert info["class_pixel_counts"] == np.bincount(labels.ravel(), minlength=12)[:11].tolist()
-    assert "Bicyclist" in capsys.readouterr().out
+    assert info["ignored_pixels"] == int((labels == 11).sum())
 
 
 def test_datasets_resize_keeps_layout(tiny_camvid, tmp_path):
     out = tmp_path / "small"
-    assert main(["datasets", "resize", "--dataset", "camvid", "--data-root", str(tiny_camvid),
-                 "--size", "12x16", "--out", str(out)]) == 0
+    assert rtseg.resize_dataset("camvid", (12, 16), out, data_root=tiny_camvid) == 6  # train + val
     small = build_dataset("camvid", "val", out)
     image, label = small[0]
     assert image.shape == (3, 12, 16) and label.shape == (12, 16)

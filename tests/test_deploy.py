@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+import rtseg
 from rtseg import list_models
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
-from rtseg.cli import main
 from rtseg.errors import RtsegError
 from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.deploy.export import export_onnx, export_torchscript
@@ -101,11 +101,12 @@ def enet_ckpt(tmp_path):
     return path
 
 
-def test_export_cli_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
+def test_export_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
     out = tmp_path / "enet_int8.onnx"
-    assert main(["export", "--weights", str(enet_ckpt), "--size", "24x32", "--int8", "--calibrate",
-                 "camvid:train:3", "--data-root", str(tiny_camvid), "--out", str(out)]) == 0
+    returned = rtseg.export(enet_ckpt, out, size=(24, 32), int8=True, calibrate="camvid:train:3",
+                            data_root=tiny_camvid)
     report = json.loads((tmp_path / "enet_int8.onnx.json").read_text())
+    assert report == json.loads(json.dumps(returned))
     assert report["int8"]["calibration_frames"] == 3 and report["file_mb"] < report["float_mb"]
     import onnx
 
@@ -113,20 +114,16 @@ def test_export_cli_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
     # Short names throughout (the exporter's and quantiser's names are a fifth of the file).
     assert max(len(n) for node in graph.node for n in [node.name, *node.input, *node.output]) <= 12
-    res = tmp_path / "r.json"
-    assert main(["eval", "--weights", str(out), "--dataset", "camvid", "--data-root", str(tiny_camvid),
-                 "--json", str(res)]) == 0
-    assert 0 <= json.loads(res.read_text())["miou"] <= 1
+    res = rtseg.evaluate(out, "camvid", "val", data_root=tiny_camvid, show_progress=False)
+    assert 0 <= res["miou"] <= 1 and res["num_images"] == 3
 
 
 def test_int8_keep_float_by_module_path(enet_ckpt, tiny_camvid, tmp_path):
     import onnx
 
     out = tmp_path / "q.onnx"
-    assert main(["export", "--weights", str(enet_ckpt), "--size", "24x32", "--int8", "--calibrate",
-                 "camvid:train:2", "--data-root", str(tiny_camvid), "--keep-float", "up5,stage5",
-                 "--out", str(out)]) == 0
-    report = json.loads((tmp_path / "q.onnx.json").read_text())
+    report = rtseg.export(enet_ckpt, out, size=(24, 32), int8=True, calibrate="camvid:train:2",
+                          data_root=tiny_camvid, keep_float=["up5", "stage5"])
     graph = onnx.load(str(out)).graph
     float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 4}
     float_convs = [n for n in graph.node if n.op_type == "Conv" and n.input[1] in float_weights]
@@ -136,20 +133,29 @@ def test_int8_keep_float_by_module_path(enet_ckpt, tiny_camvid, tmp_path):
     assert len(report["int8"]["float_nodes"]) >= 6
 
 
-def test_export_cli_errors(enet_ckpt, tmp_path, capsys):
-    assert main(["export", "--weights", str(enet_ckpt), "--int8", "--out", str(tmp_path / "x.onnx")]) == 2
-    assert "--int8 needs --calibrate" in capsys.readouterr().err
-    assert main(["export", "--weights", str(enet_ckpt), "--format", "torchscript", "--int8",
-                 "--calibrate", "camvid:val:2", "--out", str(tmp_path / "x.pt")]) == 2
-    assert "--int8 needs --format onnx" in capsys.readouterr().err
+def test_export_errors(enet_ckpt, tmp_path):
+    with pytest.raises(RtsegError, match="--int8 needs --calibrate"):
+        rtseg.export(enet_ckpt, tmp_path / "x.onnx", int8=True)
+    with pytest.raises(RtsegError, match="--int8 needs --format onnx"):
+        rtseg.export(enet_ckpt, tmp_path / "x.pt", format="torchscript", int8=True, calibrate="camvid:val:2")
+    with pytest.raises(RtsegError, match="--format 'tflite'"):
+        rtseg.export(enet_ckpt, tmp_path / "x.pt", format="tflite")
+    no_size = tmp_path / "nosize.pt"
+    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
+                                    (0.5,) * 3), no_size)
+    with pytest.raises(RtsegError, match="--size HxW is needed"):
+        rtseg.export(no_size, tmp_path / "x.onnx")
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_export_default_size_is_the_checkpoints(enet_ckpt, tmp_path):
+    report = rtseg.export(enet_ckpt, tmp_path / "m.pt", format="torchscript")
+    assert report["size"] == [24, 32] and report["parity"]["pixel_agreement"] == 1.0
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_bench_json(backend, tmp_path):
-    out = tmp_path / "b.json"
-    assert main(["bench", "--model", "enet", "--size", "48x64", "--backend", backend, "--threads", "1",
-                 "--iters", "3", "--json", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = rtseg.benchmark("enet", size=(48, 64), backend=backend, threads=1, iters=3)
     for key in ("median_ms", "p90_ms", "fps", "params", "gflops", "peak_mem_mb", "e2e_median_ms"):
         assert r[key] > 0, key
     assert r["p90_ms"] >= r["median_ms"] and r["params"] == sum(p.numel() for p in create_model("enet", num_classes=11).parameters())
@@ -164,20 +170,29 @@ def _write_video(path, n=12, h=48, w=64, fps=7.0):
 
 
 def test_bench_runs_in_fresh_processes(tmp_path):
-    out = tmp_path / "runs.json"
-    assert main(["bench", "--model", "enet", "--size", "32x48", "--threads", "1", "--iters", "2", "--runs", "2",
-                 "--json", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = rtseg.benchmark("enet", size=(32, 48), threads=1, iters=2, runs=2, show_progress=False)
     assert r["runs"] == 2 and len(r["run_median_ms"]) == 2
     assert r["min_run_median_ms"] <= r["median_ms"] <= r["max_run_median_ms"]
-    assert main(["bench", "--model", "enet", "--runs", "0"]) == 2
+    with pytest.raises(RtsegError, match="--runs 0"):
+        rtseg.benchmark("enet", runs=0)
 
 
-def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path, capsys):
+def test_bench_of_an_onnx_export_times_the_file(enet_ckpt, tmp_path):
+    onnx_path = tmp_path / "m.onnx"
+    rtseg.export(enet_ckpt, onnx_path, size=(24, 32))
+    r = rtseg.benchmark(weights=onnx_path, size=(24, 32), backend="onnxruntime", threads=1, iters=2)
+    assert r["median_ms"] > 0 and r["model"] == "enet (onnx)" and r["params"] > 0
+    with pytest.raises(RtsegError, match="runs with --backend onnxruntime only"):
+        rtseg.benchmark(weights=onnx_path, size=(24, 32), backend="torch")
+    with pytest.raises(RtsegError, match="bench it with --size 24x32"):
+        rtseg.benchmark(weights=onnx_path, size=(48, 64), backend="onnxruntime")
+
+
+def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     _write_video(src)
-    assert main(["video", str(src), "--weights", str(enet_ckpt), "--out", str(out), "--alpha", "0",
-                 "--gif", str(tmp_path / "o.gif")]) == 0
+    stats = rtseg.process_video(src, out, enet_ckpt, alpha=0, gif=tmp_path / "o.gif", show_progress=False)
+    assert stats["frames_out"] == 12 and stats["inference_s"] > 0
     cap = cv2.VideoCapture(str(out))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(7.0)
     means = []
@@ -188,7 +203,6 @@ def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path, capsys
         means.append(frame[40:, :].mean())  # below the FPS text
     assert len(means) == 12
     assert all(b > a for a, b in zip(means, means[1:]))
-    assert "inference" in capsys.readouterr().out
     assert not list(tmp_path.glob(".out.partial*"))
 
 
@@ -206,23 +220,23 @@ def test_compiled_segmenter_matches_eager_and_runs_video(enet_ckpt, tmp_path):
     stats = segment_video(compiled, open_source(str(src)), tmp_path / "out.mp4", progress=False)
     assert stats["frames_out"] == 12
     onnx_path = tmp_path / "m.onnx"
-    assert main(["export", "--weights", str(enet_ckpt), "--size", "24x32", "--out", str(onnx_path)]) == 0
+    rtseg.export(enet_ckpt, onnx_path, size=(24, 32))
     with pytest.raises(RtsegError, match="compile needs PyTorch weights"):
         load_model(onnx_path, compile=True)
 
 
-def test_video_bad_inputs_fail_before_work(enet_ckpt, tmp_path, capsys):
-    assert main(["video", str(tmp_path / "missing.mp4"), "--weights", str(enet_ckpt), "--out",
-                 str(tmp_path / "o.mp4")]) == 2
-    assert "video input not found" in capsys.readouterr().err
+def test_video_bad_inputs_fail_before_work(tmp_path):
+    # A missing model would fail too: the inputs are checked first.
+    weights = tmp_path / "no-model.pt"
+    with pytest.raises(RtsegError, match="video input not found"):
+        rtseg.process_video(tmp_path / "missing.mp4", tmp_path / "o.mp4", weights)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
-    assert main(["video", str(bad), "--weights", str(enet_ckpt), "--out", str(tmp_path / "o.mp4")]) == 2
-    assert "cannot decode video" in capsys.readouterr().err
+    with pytest.raises(RtsegError, match="cannot decode video"):
+        rtseg.process_video(bad, tmp_path / "o.mp4", weights)
     _write_video(tmp_path / "ok.mp4", n=2)
-    assert main(["video", str(tmp_path / "ok.mp4"), "--weights", str(enet_ckpt), "--out",
-                 str(tmp_path / "o.txt")]) == 2
-    assert "expected a .mp4" in capsys.readouterr().err
+    with pytest.raises(RtsegError, match="expected a .mp4"):
+        rtseg.process_video(tmp_path / "ok.mp4", tmp_path / "o.txt", weights)
 
 
 _FAULTS_SCRIPT = """

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+import rtseg
 from rtseg.checkpoint import load_checkpoint
-from rtseg.cli import main
 from rtseg.config import load_config
 from rtseg.engine.train import fit
 
@@ -83,25 +83,24 @@ def trained(few_camvid, tmp_path_factory) -> Path:
     return out / "best.pt"
 
 
-def test_eval_cli_json_and_pictures(trained, few_camvid, tmp_path, capsys):
+def test_evaluate_json_and_pictures(trained, few_camvid, tmp_path):
     out = tmp_path / "val.json"
-    assert main(["eval", "--weights", str(trained), "--dataset", "camvid", "--data-root", str(few_camvid),
-                 "--split", "val", "--json", str(out), "--plots", str(tmp_path / "plots"),
-                 "--save-predictions", str(tmp_path / "preds")]) == 0
-    r = json.loads(out.read_text())
+    r = rtseg.evaluate(trained, "camvid", "val", data_root=few_camvid, json_path=out, plots=tmp_path / "plots",
+                       save_predictions=tmp_path / "preds", device="auto")
+    assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     assert set(r) >= {"miou", "per_class_iou", "pixel_accuracy", "mean_class_accuracy", "num_images"}
     assert r["num_images"] == 2 and 0 <= r["miou"] <= 1 and 0 <= r["pixel_accuracy"] <= 1
     assert list(r["per_class_iou"])[:2] == ["Sky", "Building"]
-    assert "mIoU" in capsys.readouterr().out
     assert (tmp_path / "plots" / "per_class_iou.png").is_file()
     assert (tmp_path / "plots" / "confusion_matrix.png").is_file()
     assert len(list((tmp_path / "preds").glob("*.png"))) == 2
 
 
-def test_predict_cli_writes_masks_overlays_and_gif(trained, few_camvid, tmp_path):
+def test_predict_writes_masks_overlays_and_gif(trained, few_camvid, tmp_path):
     frames = sorted((few_camvid / "val").glob("*.png"))
     out = tmp_path / "out"
-    assert main(["predict", str(few_camvid / "val"), "--weights", str(trained), "--out", str(out), "--gif"]) == 0
+    r = rtseg.predict(few_camvid / "val", out, trained, gif=True)
+    assert r["images"] == len(frames) and r["median_ms"] > 0 and r["gif"] == str(out / "predictions.gif")
     for f in frames:
         labels = np.asarray(Image.open(out / f"{f.stem}_labels.png"))
         assert labels.shape == (96, 128) and labels.max() < 11
@@ -112,8 +111,6 @@ def test_predict_cli_writes_masks_overlays_and_gif(trained, few_camvid, tmp_path
 
 
 def test_python_api_predict(trained, few_camvid):
-    import rtseg
-
     seg = rtseg.load_model(trained)
     image = np.asarray(Image.open(sorted((few_camvid / "val").glob("*.png"))[0]).convert("RGB"))
     mask = seg.predict(image)
@@ -122,51 +119,26 @@ def test_python_api_predict(trained, few_camvid):
     np.testing.assert_array_equal(seg.predict(sorted((few_camvid / "val").glob("*.png"))[0]), mask)
 
 
-def test_bad_inputs_give_one_clear_line(trained, few_camvid, tmp_path, capsys):
-    corrupt = tmp_path / "corrupt.png"
-    corrupt.write_bytes(b"\x89PNG broken")
-    assert main(["predict", str(corrupt), "--weights", str(trained), "--out", str(tmp_path / "o")]) == 2
-    assert "cannot read image" in capsys.readouterr().err
-
-    plain = tmp_path / "plain.pt"
-    torch.save({"conv.weight": torch.zeros(1)}, plain)
-    assert main(["predict", str(corrupt), "--weights", str(plain), "--out", str(tmp_path / "o")]) == 2
-    assert "is not an rtseg checkpoint" in capsys.readouterr().err
-
-    junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"nothing useful")
-    assert main(["eval", "--weights", str(junk), "--dataset", "camvid", "--data-root", str(few_camvid)]) == 2
-    assert "cannot read checkpoint" in capsys.readouterr().err
-
-    assert main(["train", "--config", str(REPO / "configs" / "enet_camvid.yaml"), "optim.lrate=1"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown config key 'optim.lrate'" in err and "lr" in err
-
-    assert main(["predict", "nowhere.png", "--weights", str(trained), "--out", str(tmp_path / "o")]) == 2
-    assert "input not found: nowhere.png" in capsys.readouterr().err
-
-
 def test_pruned_model_fine_tunes_with_init_from(trained, few_camvid, tmp_path):
     pruned = tmp_path / "pruned.pt"
-    assert main(["prune", "--weights", str(trained), "--ratio", "0.25", "--size", "96x128", "--out", str(pruned)]) == 0
+    report = rtseg.prune(trained, 0.25, pruned, size=(96, 128))
+    assert report["after"]["params"] < report["before"]["params"]
     summary = fit(_cfg(few_camvid, tmp_path / "ft", "schedule.epochs=1"), init_from=pruned)
     best = load_checkpoint(tmp_path / "ft" / "best.pt")
     assert best["model"]["pruned"] and summary["epochs"] == 1
     small = load_checkpoint(pruned)
     assert {k: v.shape for k, v in best["state_dict"].items()} == {k: v.shape for k, v in small["state_dict"].items()}
-    assert main(["eval", "--weights", str(tmp_path / "ft" / "best.pt"), "--dataset", "camvid",
-                 "--data-root", str(few_camvid)]) == 0
+    assert rtseg.evaluate(tmp_path / "ft" / "best.pt", "camvid", data_root=few_camvid)["num_images"] == 2
 
 
-def test_iterative_pruning_fine_tunes_between_steps(trained, few_camvid, tmp_path, capsys):
+def test_iterative_pruning_fine_tunes_between_steps(trained, few_camvid, tmp_path):
     out = tmp_path / "iter.pt"
     cfg = REPO / "configs" / "enet_camvid.yaml"
-    assert main(["prune", "--weights", str(trained), "--ratio", "0.4", "--steps", "2", "--size", "96x128",
-                 "--finetune-config", str(cfg), "--finetune-epochs", "1", "--out", str(out),
-                 f"data.data_root={few_camvid}", "data.crop=[64,96]", "data.batch_size=3",
-                 "data.val_batch_size=2", "run.progress=false"]) == 0
-    text = capsys.readouterr().out
-    assert "step 1/2: fine-tuned" in text and "step 2/2" not in text  # no fine-tune after the last step
+    lines: list[str] = []
+    rtseg.prune(trained, 0.4, out, steps=2, size=(96, 128), finetune_config=cfg, finetune_epochs=1,
+                overrides=[f"data.data_root={few_camvid}", "data.crop=[64,96]", "data.batch_size=3",
+                           "data.val_batch_size=2", "run.progress=false"], log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("step 1/2: fine-tuned")  # none after the last step
     small = load_checkpoint(out)
     assert small["model"]["pruned"]
     n_small = sum(v.numel() for k, v in small["state_dict"].items() if k.endswith("weight"))

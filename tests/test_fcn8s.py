@@ -12,11 +12,11 @@ import torchvision
 from PIL import Image
 
 from conftest import save_png
+import rtseg
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
-from rtseg.cli import main
 from rtseg.datasets.cityscapes import cityscapes_classes
 from rtseg.datasets.kitti_road import CLASSES as KITTI_CLASSES
-from rtseg.errors import WeightsUnavailableError
+from rtseg.errors import RtsegError, WeightsUnavailableError
 from rtseg.metrics import BinaryPRCurve
 from rtseg.models import create_model
 from rtseg.models.fcn8s import _VGG16Encoder, bilinear_kernel, fcn8s, fcn8s_mobilenetv3
@@ -106,17 +106,14 @@ def test_binary_pr_curve_by_hand():
     assert r["average_precision"] == pytest.approx((7 * 1 + 4 * 0.75) / 11)
 
 
-def test_kitti_eval_reports_maxf_and_ap(tmp_path, capsys):
+def test_kitti_eval_reports_maxf_and_ap(tmp_path):
     root = write_kitti(tmp_path / "kitti")
     ckpt = tmp_path / "road.pt"
     save_checkpoint(make_checkpoint(create_model("fcn8s_mobilenetv3", num_classes=2), "fcn8s_mobilenetv3",
                                     {}, KITTI_CLASSES, (0.5,) * 3, (0.5,) * 3), ckpt)
-    out = tmp_path / "r.json"
-    assert main(["eval", "--weights", str(ckpt), "--dataset", "kitti_road", "--data-root", str(root),
-                 "--split", "val", "--json", str(out), "--size", "32x64", "--device", "cpu"]) == 0
-    r = json.loads(out.read_text())
+    r = rtseg.evaluate(ckpt, "kitti_road", "val", data_root=root, size=(32, 64), device="cpu")
     assert 0 <= r["road"]["max_f"] <= 1 and 0 <= r["road"]["average_precision"] <= 1
-    assert r["road"]["space"] == "perspective" and "bird's-eye" in capsys.readouterr().out
+    assert r["road"]["space"] == "perspective"
 
 
 # ------------------------------------------------------------------------------- Cityscapes
@@ -136,8 +133,7 @@ def test_predict_cityscapes_format_for_the_official_evaluator(tmp_path, cityscap
     write_cityscapes(tmp_path / "cs", h=48, w=96)
     images = sorted((tmp_path / "cs" / "leftImg8bit" / "val").glob("*/*.png"))
     out = tmp_path / "results"
-    assert main(["predict", *map(str, images), "--weights", str(cityscapes_ckpt), "--out", str(out),
-                 "--format", "cityscapes"]) == 0
+    rtseg.predict(images, out, cityscapes_ckpt, output_format="cityscapes")
     written = sorted(out.glob("*.png"))
     assert [p.name for p in written] == [p.name for p in images]  # <city>_<seq>_<frame>_leftImg8bit.png
     ids = np.asarray(Image.open(written[0]))
@@ -148,23 +144,20 @@ def test_predict_cityscapes_format_for_the_official_evaluator(tmp_path, cityscap
 def test_cityscapes_eval_training_and_full_resolution(tmp_path, cityscapes_ckpt):
     write_cityscapes(tmp_path / "cs", h=48, w=96)
     res = {}
-    for flag in ([], ["--full-res"]):
-        out = tmp_path / f"r{len(flag)}.json"
-        assert main(["eval", "--weights", str(cityscapes_ckpt), "--dataset", "cityscapes", "--data-root",
-                     str(tmp_path / "cs"), "--json", str(out), "--device", "cpu", *flag]) == 0
-        res[len(flag)] = json.loads(out.read_text())
+    for full_res in (False, True):
+        res[full_res] = rtseg.evaluate(cityscapes_ckpt, "cityscapes", "val", data_root=tmp_path / "cs",
+                                       full_res=full_res, device="cpu")
     assert res[0]["resolution"] == "training" and res[1]["resolution"] == "full"
     assert res[0]["input_size"] == res[1]["input_size"] == [32, 64]
 
 
-def test_predict_cityscapes_format_needs_19_classes(tmp_path, capsys):
+def test_predict_cityscapes_format_needs_19_classes(tmp_path):
     ckpt = tmp_path / "k.pt"
     save_checkpoint(make_checkpoint(create_model("enet", num_classes=2), "enet", {}, KITTI_CLASSES,
                                     (0.5,) * 3, (0.5,) * 3), ckpt)
     save_png(tmp_path / "x.png", np.zeros((16, 16, 3), np.uint8))
-    assert main(["predict", str(tmp_path / "x.png"), "--weights", str(ckpt), "--out", str(tmp_path / "o"),
-                 "--format", "cityscapes"]) == 2
-    assert "needs a 19-class Cityscapes model" in capsys.readouterr().err
+    with pytest.raises(RtsegError, match="needs a 19-class Cityscapes model"):
+        rtseg.predict(tmp_path / "x.png", tmp_path / "o", ckpt, output_format="cityscapes")
 
 
 def test_mobilenet_bn_momentum_suits_short_training():

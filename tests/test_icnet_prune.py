@@ -8,14 +8,15 @@ import pytest
 import torch
 import torchvision
 
+import rtseg
 from rtseg import list_models
-from rtseg.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
-from rtseg.cli import main
+from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.deploy.bench import count_flops, count_params
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.models import create_model
 from rtseg.models._resnet import DilatedResNet50
+from rtseg.weights import model_from_checkpoint
 
 
 def test_torchvision_resnet50_loads_strictly():
@@ -97,9 +98,9 @@ def test_prune_makes_a_smaller_model_that_reloads(name, tmp_path):
     classes = CAMVID.__class__(CAMVID.names[:4], CAMVID.palette[:4])
     save_checkpoint(make_checkpoint(model, name, {}, classes, (0.5,) * 3, (0.5,) * 3, input_size=[64, 96]), path)
     out = tmp_path / "pruned.pt"
-    assert main(["prune", "--weights", str(path), "--ratio", "0.5", "--out", str(out), "--json",
-                 str(tmp_path / "r.json")]) == 0
+    returned = rtseg.prune(path, 0.5, out, json_path=tmp_path / "r.json")  # size: the checkpoint's
     report = json.loads((tmp_path / "r.json").read_text())
+    assert report == json.loads(json.dumps(returned)) and report["size"] == [64, 96]
     assert report["param_reduction"] > 0.3 and report["flop_reduction"] > 0.3
     pruned = model_from_checkpoint(load_checkpoint(out))  # rebuilt from the checkpoint alone
     assert count_params(pruned) == report["after"]["params"]

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 import rtseg
-from rtseg.cli import main
 from rtseg.datasets import build_dataset
 from rtseg.metrics import ConfusionMatrix
 
@@ -25,10 +24,10 @@ def test_default_model_is_the_shipped_enet():
     assert len(np.unique(mask)) >= 4  # a street scene, not a constant map
 
 
-def test_predict_cli_without_weights(tmp_path, capsys):
-    assert main(["predict", str(REPO / "samples" / "camvid"), "--out", str(tmp_path)]) == 0
-    assert len(list(tmp_path.glob("*_overlay.png"))) == len(SAMPLES)
-    assert "ms per frame" in capsys.readouterr().out
+def test_predict_without_weights_uses_the_shipped_model(tmp_path):
+    r = rtseg.predict(REPO / "samples" / "camvid", tmp_path)
+    assert len(list(tmp_path.glob("*_overlay.png"))) == len(SAMPLES) == r["images"]
+    assert r["model"] == "enet" and rtseg.shipped_models() == ["enet-camvid"]
 
 
 def test_shipped_model_is_accurate_on_real_val_frames(camvid_root):

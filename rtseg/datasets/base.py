@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import DatasetError
+from rtseg.progress import progress
 
 Transform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -115,8 +115,8 @@ class SegmentationDataset(Dataset):
         self._check_sizes()
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         if cache:
-            self._cache = [self.load(i) for i in tqdm(range(len(self)), desc=f"caching {description}",
-                                                         leave=False, unit="img")]
+            self._cache = [self.load(i) for i in progress(range(len(self)), desc=f"caching {description}",
+                                                             unit="img")]
 
     @property
     def has_labels(self) -> bool:

@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
-
+from rtseg.datasets import build_dataset, resolve_data_root
 from rtseg.datasets.base import SegmentationDataset
 from rtseg.errors import DatasetError
 from rtseg.io import atomic_path
+from rtseg.progress import progress
 
 
 def _resize_file(src: Path, dst: Path, size: tuple[int, int], resample) -> None:
@@ -33,8 +33,19 @@ def resize_dataset(dataset: SegmentationDataset, root: Path, out: Path, size: li
     for meta in list(root.glob("*.txt")) + list(root.glob("*.yaml")):
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy2(meta, out / meta.name)
-    for s in tqdm(dataset.samples, desc=f"resizing {dataset.description}", unit="img"):
+    for s in progress(dataset.samples, desc=f"resizing {dataset.description}", unit="img"):
         _resize_file(s.image, out / s.image.resolve().relative_to(root), size, Image.BILINEAR)
         if s.label is not None:
             _resize_file(s.label, out / s.label.resolve().relative_to(root), size, Image.NEAREST)
     return len(dataset.samples)
+
+
+def resize_splits(dataset: str, size: list[int] | tuple[int, int], out: str | Path,
+                  splits: list[str] | tuple[str, ...] = ("train", "val"), data_root: str | Path | None = None) -> int:
+    """``rtseg datasets resize``: a resized copy of ``splits`` of ``dataset`` under ``out``, in the
+    dataset's own layout (so ``--data-root OUT`` works like the original). Returns frames written."""
+    h, w = (int(v) for v in size)
+    if h <= 0 or w <= 0:
+        raise DatasetError(f"--size {h}x{w}: height and width must be positive")
+    root = resolve_data_root(dataset, data_root)
+    return sum(resize_dataset(build_dataset(dataset, split, root), root, Path(out), [h, w]) for split in splits)

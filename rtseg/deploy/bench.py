@@ -1,4 +1,8 @@
-"""Speed, size and memory of a model on one backend (``rtseg bench``, ``make bench``)."""
+"""Speed, size and memory of a model on one backend (``rtseg bench``, ``make bench``).
+
+:func:`time_network` times a network; :func:`benchmark` is the API of ``rtseg bench`` (weights or
+an architecture, single run, fresh-process repeats, training step); :func:`benchmark_suite` is
+``make bench``'s table."""
 
 from __future__ import annotations
 
@@ -84,30 +88,38 @@ def machine_info() -> dict:
     return info
 
 
-def benchmark(model: nn.Module, size: tuple[int, int], backend: str, threads: int = 0, *,
-              warmup: int = 5, iters: int = 30, end_to_end=None, calibration: list[np.ndarray] | None = None,
-              metadata: dict | None = None) -> dict:
+def time_network(model: nn.Module | None, size: tuple[int, int], backend: str, threads: int = 0, *,
+                 warmup: int = 5, iters: int = 30, end_to_end=None, calibration: list[np.ndarray] | None = None,
+                 metadata: dict | None = None, onnx_file: str | Path | None = None) -> dict:
     """Median / p90 latency of the network alone at batch 1, FPS, parameters, GFLOPs, peak memory.
 
     ``end_to_end``: optional ``(runner) -> callable`` timing the image -> mask path around the
     network (pre- and post-processing included). ``calibration``: frames for int8.
+    ``onnx_file``: time this exported graph as it is (backend onnxruntime; ``model`` is None).
     """
     if backend not in BACKENDS:
         raise RtsegError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if onnx_file is not None and backend != "onnxruntime":
+        raise RtsegError(f"{onnx_file} is an ONNX graph: it runs with --backend onnxruntime only "
+                         f"(not {backend}); give a checkpoint or a shipped model for the other backends")
     if threads > 0:
         torch.set_num_threads(threads)
-    model = model.eval()
-    params, flops = count_params(model), count_flops(model, size)
     x = torch.randn(1, 3, *size)
-    result = {"backend": backend, "size": list(size), "threads": threads or torch.get_num_threads(),
-              "params": params, "gflops": round(flops / 1e9, 3)}
+    result = {"backend": backend, "size": list(size), "threads": threads or torch.get_num_threads()}
+    if model is not None:
+        model = model.eval()
+        result.update(params=count_params(model), gflops=round(count_flops(model, size) / 1e9, 3))
+    else:
+        result.update(params=_onnx_params(onnx_file), gflops=float("nan"))
     with tempfile.TemporaryDirectory() as tmp:
         if backend.startswith("onnxruntime"):
-            from rtseg.deploy.export import export_onnx
             from rtseg.deploy.onnx_model import make_session
 
-            path = Path(tmp) / "model.onnx"
-            export_onnx(model, path, size, metadata=metadata)
+            path = Path(onnx_file) if onnx_file is not None else Path(tmp) / "model.onnx"
+            if onnx_file is None:
+                from rtseg.deploy.export import export_onnx
+
+                export_onnx(model, path, size, metadata=metadata)
             if backend == "onnxruntime-int8":
                 from rtseg.deploy.quantize import quantize_int8
 
@@ -131,7 +143,7 @@ def benchmark(model: nn.Module, size: tuple[int, int], backend: str, threads: in
 
             net = fold_batchnorm(model).to(memory_format=torch.channels_last)
             if backend == "torch-compile":
-                from rtseg.inference import compile_for_inference
+                from rtseg.runtime import compile_for_inference
 
                 net = compile_for_inference(net)
             _reset_peak_rss()
@@ -152,6 +164,14 @@ def benchmark(model: nn.Module, size: tuple[int, int], backend: str, threads: in
             result.update(e2e_median_ms=round(statistics.median(e2e), 2),
                           e2e_fps=round(1000 / statistics.median(e2e), 1))
     return result
+
+
+def _onnx_params(path) -> int:
+    """Parameters stored in an ONNX graph's initialisers (BN folded, so a little fewer)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    return int(sum(np.prod(t.dims) for t in proto.graph.initializer if len(t.dims) > 0))
 
 
 def training_step_memory(model: nn.Module, size: tuple[int, int], batch: int, grad_checkpoint: bool,
@@ -185,3 +205,167 @@ def training_step_memory(model: nn.Module, size: tuple[int, int], batch: int, gr
     return {"mode": "train", "batch": batch, "size": list(size), "grad_checkpoint": grad_checkpoint,
             "peak_mem_mb": round(peak, 1), "step_peak_over_start_mb": round(peak - start_rss, 1),
             "process_peak_before_mb": round(base, 1), "median_step_ms": round(statistics.median(times), 1)}
+
+
+def _random_classes(num_classes: int):
+    from rtseg.datasets.classes import ClassTable
+
+    return ClassTable(tuple(f"class{i}" for i in range(num_classes)),
+                      tuple((i * 37 % 256, i * 91 % 256, i * 53 % 256) for i in range(num_classes)))
+
+
+def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, int], backend: str, threads: int,
+                iters: int, calibrate: str | None, data_root, num_classes: int) -> dict:
+    from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
+    from rtseg.datasets.transforms import normalize
+    from rtseg.deploy.onnx_model import metadata_from_checkpoint
+    from rtseg.models import create_model
+    from rtseg.runtime import class_map
+    from rtseg.weights import load_weights
+
+    onnx_file, meta = None, None
+    if weights:
+        loaded = load_weights(weights, threads=threads)
+        classes, mean, std = loaded.classes, loaded.mean, loaded.std
+        model_name = loaded.name
+        if loaded.is_onnx:
+            model, onnx_file = None, loaded.source
+            if loaded.fixed_size and tuple(loaded.fixed_size) != tuple(size):
+                raise RtsegError(f"{weights} is a static graph for {loaded.fixed_size[0]}x{loaded.fixed_size[1]}; "
+                                 f"bench it with --size {loaded.fixed_size[0]}x{loaded.fixed_size[1]}")
+        else:
+            model = loaded.model
+            meta = metadata_from_checkpoint(loaded.checkpoint, size)
+    else:
+        model = create_model(model_name, num_classes=num_classes)
+        classes, mean, std = _random_classes(num_classes), IMAGENET_MEAN, IMAGENET_STD
+    calibration = None
+    if backend == "onnxruntime-int8" and calibrate:
+        from rtseg.deploy.quantize import calibration_frames, parse_calibration
+
+        ds, split, n = parse_calibration(calibrate)
+        calibration = calibration_frames(ds, split, n, tuple(size), mean, std, data_root)
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    palette = classes.palette_array()
+
+    def end_to_end(runner):
+        def run():
+            x = normalize(torch.from_numpy(image).permute(2, 0, 1)[None], mean, std)
+            mask = class_map(runner(x))[0].to(torch.uint8).numpy()
+            return palette[mask]
+        return run
+
+    result = time_network(model, tuple(size), backend, threads, iters=iters, end_to_end=end_to_end,
+                          calibration=calibration, metadata=meta, onnx_file=onnx_file)
+    return {"model": model_name, "weights": weights, **result, "machine": machine_info()}
+
+
+def _bench_fresh_processes(argv: list[str], runs: int, show_progress: bool = True) -> dict:
+    """Run the same single benchmark ``runs`` times, each in a fresh process one after the other
+    (compilation, caches and allocator start cold every time), and summarise: on a shared
+    machine the latency drifts over minutes, which one run's median cannot show."""
+    import json
+    import subprocess
+    import sys
+
+    from rtseg.progress import progress
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in progress(range(runs), desc="bench runs", unit="run", enabled=show_progress):
+            out = Path(tmp) / f"run{i}.json"
+            done = subprocess.run([sys.executable, "-m", "rtseg", "bench", *argv, "--json", str(out)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RtsegError(f"bench run {i + 1}/{runs} failed: {done.stderr.strip()[-500:]}")
+            rows.append(json.loads(out.read_text()))
+    medians = [r["median_ms"] for r in rows]
+    summary = dict(rows[0])
+    summary.update(runs=runs, run_median_ms=medians, median_ms=round(statistics.median(medians), 2),
+                   p90_ms=round(statistics.median(r["p90_ms"] for r in rows), 2),
+                   fps=round(1000 / statistics.median(medians), 1), min_run_median_ms=min(medians),
+                   max_run_median_ms=max(medians))
+    for key in ("e2e_median_ms", "peak_mem_mb"):
+        if key in rows[0]:
+            summary[key] = round(statistics.median(r[key] for r in rows), 2)
+    return summary
+
+
+def benchmark(model: str | None = None, weights: str | Path | None = None, *, size: tuple[int, int] = (360, 480),
+              backend: str = "torch", threads: int = 0, iters: int = 30, runs: int = 1, num_classes: int = 11,
+              calibrate: str | None = None, data_root: str | Path | None = None, train: bool = False,
+              batch: int = 2, grad_checkpoint: bool = False, show_progress: bool = True) -> dict:
+    """``rtseg bench``: time ``weights`` (shipped name, checkpoint or ``.onnx``) or the
+    architecture ``model`` with random weights (``num_classes`` outputs) on ``backend`` at batch 1.
+
+    Returns median / p90 ms, FPS, params, GFLOPs, peak resident memory and the image -> mask time.
+    ``runs`` > 1: that many fresh processes one after another, summarised by the median of their
+    medians. ``train``: one training step's time and memory instead (``model`` only)."""
+    from rtseg.models import list_models
+
+    if not model and not weights:
+        raise RtsegError("give --model NAME (random weights) or --weights W, or --suite")
+    if model and model not in list_models():
+        raise RtsegError(f"--model {model!r}: expected one of {', '.join(list_models())}")
+    if backend not in BACKENDS:
+        raise RtsegError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if runs < 1:
+        raise RtsegError(f"--runs {runs}: expected 1 or more")
+    if iters < 1:
+        raise RtsegError(f"--iters {iters}: expected 1 or more")
+    size = tuple(int(v) for v in size)
+    if train:
+        from rtseg.models import create_model
+
+        if not model:
+            raise RtsegError("--train measures an architecture: give --model NAME")
+        if threads > 0:
+            torch.set_num_threads(threads)
+        net = create_model(model, num_classes=num_classes)
+        return {"model": model, **training_step_memory(net, size, batch, grad_checkpoint), "machine": machine_info()}
+    if runs > 1:
+        argv = ["--size", f"{size[0]}x{size[1]}", "--backend", backend, "--threads", str(threads),
+                "--iters", str(iters), "--num-classes", str(num_classes)]
+        for flag, value in (("--model", model), ("--weights", weights), ("--calibrate", calibrate),
+                            ("--data-root", data_root)):
+            if value:
+                argv += [flag, str(value)]
+        return _bench_fresh_processes(argv, runs, show_progress)
+    return _bench_once(model, str(weights) if weights else None, size, backend, threads, iters, calibrate,
+                       data_root, num_classes)
+
+
+#: make bench: (model, weights, backends, iterations)
+BENCH_SUITE = (
+    ("enet", "enet-camvid", ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8"), 100),
+    ("fcn8s_mobilenetv3", None, ("torch", "onnxruntime", "onnxruntime-int8"), 20),
+    ("fcn8s", None, ("torch",), 3),
+)
+
+
+def benchmark_suite(size: tuple[int, int] = (360, 480), threads: int = 2, calibrate: str | None = None,
+                    data_root: str | Path | None = None, log=print) -> list[dict]:
+    """Every model x backend of ``make bench`` (:data:`BENCH_SUITE`); one row each."""
+    rows = []
+    for model_name, weights, backends, iters in BENCH_SUITE:
+        for backend in backends:
+            log(f"bench {model_name} {backend} ...")
+            rows.append(_bench_once(model_name, weights, tuple(size), backend, threads, iters, calibrate,
+                                    data_root, 11))
+            log(f"  median {rows[-1]['median_ms']} ms, p90 {rows[-1]['p90_ms']} ms")
+    return rows
+
+
+def bench_markdown(rows: list[dict]) -> str:
+    """The suite's rows as a markdown table headed by the machine."""
+    m = rows[0]["machine"]
+    head = (f"Measured on {m['cpu']} ({m['cores']} cores), torch {m['torch']}, onnxruntime "
+            f"{m.get('onnxruntime', '-')}; batch 1, {rows[0]['size'][1]}x{rows[0]['size'][0]} (WxH), "
+            f"{rows[0]['threads']} threads.\n\n")
+    lines = ["| model | backend | params (M) | GFLOPs | median ms | p90 ms | FPS | image->mask ms | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | "
+                     f"{r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['fps']:.1f} | "
+                     f"{r.get('e2e_median_ms', float('nan')):.1f} | {r['peak_mem_mb']:.0f} |")
+    return head + "\n".join(lines) + "\n"

@@ -18,10 +18,17 @@ import torch
 from torch import nn
 
 from rtseg.deploy.fold import fold_batchnorm, prelu_as_max
+from rtseg.deploy.onnx_graph import compact_names, strip_debug_info
 from rtseg.errors import RtsegError
-from rtseg.io import atomic_path
+from rtseg.io import atomic_path, atomic_write_text
 
 OPSET = 18
+#: A float export must agree with PyTorch on (nearly) every pixel: anything else is a bug.
+MIN_PIXEL_AGREEMENT = 0.999
+#: An int8 model rounds every activation, so pixels near a class boundary flip; below this
+#: share of agreeing pixels (on the calibration frames) the quantisation has gone wrong.
+INT8_MIN_PIXEL_AGREEMENT = 0.9
+FORMATS = ("onnx", "torchscript")
 
 
 class ArgmaxHead(nn.Module):
@@ -91,7 +98,7 @@ def compare(reference: nn.Module, run_exported, inputs: list[torch.Tensor], argm
     return ParityReport(max_diff, agree / max(total, 1), len(inputs), scale)
 
 
-def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, min_agreement: float = 0.999,
+def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, min_agreement: float = MIN_PIXEL_AGREEMENT,
                  what: str = "export") -> None:
     """Fail unless classes agree on ``min_agreement`` of the pixels and the largest logit
     difference is within ``atol + rtol * max|logit|``. The tolerance is relative because folding
@@ -140,44 +147,6 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool)
             return "batch"
         return "batch, height, width" + ("" if multiple == 1 else f" (multiples of {multiple})")
     raise RtsegError(f"ONNX export failed: {type(last_error).__name__}: {str(last_error)[:500]}")
-
-
-def strip_debug_info(proto) -> None:
-    """Drop per-node debug metadata (the exporter records source stack traces) and intermediate
-    shape annotations: often a third of a small model's file, and of no use at run time."""
-    for node in proto.graph.node:
-        node.doc_string = ""
-        del node.metadata_props[:]
-    del proto.graph.value_info[:]
-
-
-def compact_names(proto, weights: bool = False) -> None:
-    """Rename nodes and intermediate tensors (and with ``weights`` the weights) to short ids
-    (``n12``, ``t34``, ``w56``). The exporter's and the quantiser's names
-    (``node__native_batch_norm_legit_no_training__0``, ``up5.branch.0.0.weight_zero_point``) were
-    about a fifth of an int8 ENet file. Float exports keep their weight names (module paths, which
-    ``--keep-float`` matches). Graph inputs and outputs keep their names. Graphs with subgraphs
-    (If, Loop) are left alone."""
-    graph = proto.graph
-    if any(a.type in (a.GRAPH, a.GRAPHS) for n in graph.node for a in n.attribute):
-        return
-    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
-    renamed: dict[str, str] = {}
-    for i, init in enumerate(graph.initializer):
-        if weights and init.name not in keep:
-            renamed[init.name] = f"w{i}"
-            init.name = f"w{i}"
-        else:
-            keep.add(init.name)
-    for i, node in enumerate(graph.node):
-        node.name = f"n{i}"
-        for j, name in enumerate(node.output):
-            if name and name not in keep:
-                renamed[name] = node.output[j] = f"t{j}_{i}"
-    for node in graph.node:
-        for j, name in enumerate(node.input):
-            if name in renamed:
-                node.input[j] = renamed[name]
 
 
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, argmax: bool = False,
@@ -246,4 +215,68 @@ def export_torchscript(model: nn.Module, path: str | Path, size: tuple[int, int]
             parity = compare(reference, lambda a: loaded(torch.from_numpy(a)).numpy(), _parity_inputs(size), argmax)
         check_parity(parity, what=f"TorchScript export {path.name}")
         report["parity"] = parity.to_dict()
+    return report
+
+
+def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
+           size: tuple[int, int] | list[int] | None = None, dynamic: bool = False, argmax: bool = False,
+           int8: bool = False, calibrate: str | None = None, data_root: str | Path | None = None,
+           keep_float: list[str] | tuple[str, ...] = (), threads: int = 0) -> dict:
+    """``rtseg export``: weights (shipped name or checkpoint) -> ONNX or TorchScript at ``size``
+    (default: the checkpoint's), BatchNorm folded, parity-checked against PyTorch (an
+    :class:`ExportMismatchError` when they diverge). ``int8``: ONNX Runtime static quantisation
+    calibrated on ``calibrate`` = "DATASET:SPLIT:N" real frames, ``keep_float`` module paths or
+    node names left in float. Writes ``out`` and ``out.json`` (the report) and returns the report."""
+    from rtseg.deploy.onnx_model import metadata_from_checkpoint
+    from rtseg.weights import load_weights
+
+    if format not in FORMATS:
+        raise RtsegError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    if int8 and format != "onnx":
+        raise RtsegError("--int8 needs --format onnx (quantisation runs in ONNX Runtime)")
+    if int8 and not calibrate:
+        raise RtsegError("--int8 needs --calibrate DATASET:SPLIT:N (real frames to calibrate on)")
+    loaded = load_weights(weights, threads=threads)
+    model = loaded.torch_model()
+    size = loaded.size(size)
+    out = Path(out)
+    meta = metadata_from_checkpoint(loaded.checkpoint, size)
+    if format == "torchscript":
+        report = export_torchscript(model, out, size, argmax=argmax)
+    elif not int8:
+        report = export_onnx(model, out, size, argmax=argmax, dynamic=dynamic, metadata=meta)
+    else:
+        report = _export_int8(model, out, size, meta, argmax, dynamic, calibrate, data_root, loaded.mean,
+                              loaded.std, list(keep_float), threads)
+    report.setdefault("file_mb", round(out.stat().st_size / 2**20, 3))
+    atomic_write_text(str(out) + ".json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _export_int8(model: nn.Module, out: Path, size: tuple[int, int], meta: dict, argmax: bool, dynamic: bool,
+                 calibrate: str, data_root, mean, std, keep_float: list[str], threads: int) -> dict:
+    """Float ONNX export, ONNX Runtime static int8 on real frames, then the int8 graph's own
+    parity check against PyTorch on the calibration frames."""
+    import tempfile
+
+    from rtseg.deploy.onnx_model import make_session
+    from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
+
+    dataset, split, n = parse_calibration(calibrate)
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        report = export_onnx(model, float_path, size, argmax=argmax, dynamic=dynamic, metadata=meta)
+        frames = calibration_frames(dataset, split, n, size, mean, std, data_root)
+        report["int8"] = quantize_int8(float_path, out, frames, keep_float=keep_float)
+        report["float_mb"] = round(float_path.stat().st_size / 2**20, 3)
+    report.update(path=str(out), file_mb=round(out.stat().st_size / 2**20, 3))
+    session = make_session(out, threads)
+    name = session.get_inputs()[0].name
+    reference = ArgmaxHead(model) if argmax else model
+    parity = compare(reference, lambda a: session.run(None, {name: a})[0],
+                     [torch.from_numpy(f) for f in frames[:4]], argmax)
+    report["int8"]["parity_on_calibration_frames"] = parity.to_dict()
+    if parity.pixel_agreement < INT8_MIN_PIXEL_AGREEMENT:
+        raise ExportMismatchError(f"int8 model agrees with PyTorch on only {100 * parity.pixel_agreement:.1f}% "
+                                  "of pixels; keep more layers in float (--keep-float)")
     return report

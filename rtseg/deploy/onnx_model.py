@@ -44,12 +44,19 @@ class OnnxSegmentationModel:
     """Callable like an eval-mode model: (N, 3, H, W) float tensor -> (N, C, H, W) logits tensor."""
 
     def __init__(self, path: str | Path, threads: int = 0) -> None:
-        import onnx
+        try:
+            import onnx
+        except ImportError:  # pragma: no cover - depends on the install
+            raise CheckpointError(f"{path}: running ONNX files needs pip install 'rtseg[export]'") from None
 
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"ONNX model not found: {path}")
-        meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+        try:
+            proto = onnx.load(str(self.path), load_external_data=False)
+        except Exception as e:  # protobuf decode errors: not an ONNX file
+            raise CheckpointError(f"cannot read ONNX model {path}: not an ONNX file ({type(e).__name__})") from None
+        meta = {p.key: p.value for p in proto.metadata_props}
         missing = [k for k in META_KEYS if k not in meta]
         if missing:
             raise CheckpointError(f"{path} has no rtseg metadata ({', '.join(missing)}): export it with "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtseg.deploy.export import compact_names, strip_debug_info
+from rtseg.deploy.onnx_graph import compact_names, strip_debug_info
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_path
 

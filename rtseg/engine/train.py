@@ -20,29 +20,23 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from rtseg.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.class_weights import compute_class_weights
-from rtseg.config import TrainConfig
+from rtseg.config import TrainConfig, load_config
 from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform, build_train_transform, denormalize
 from rtseg.engine.losses import SegmentationLoss
-from rtseg.errors import CheckpointError, ConfigError
-from rtseg.inference import class_map
+from rtseg.errors import CheckpointError, ConfigError, RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
 from rtseg.models import create_model
+from rtseg.progress import progress as progress_bar
+from rtseg.progress import write as write_line
+from rtseg.runtime import class_map, select_device
 from rtseg.visualize import label_panel
-
-
-def select_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={name!r} but CUDA is not available here; use cpu or auto")
-    return torch.device(name)
+from rtseg.weights import model_from_checkpoint
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -61,7 +55,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     Returns ``{"loss": mean loss, "images": n, "seconds": t}``."""
     model.train()
     total_loss, n_images, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(loader, desc=desc, unit="batch", enabled=progress)
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
         if channels_last:
@@ -105,8 +99,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     model.eval()
     cm = ConfusionMatrix(num_classes, device=device)
     samples: list = []
-    for images, targets in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False,
-                                dynamic_ncols=True):
+    for images, targets in progress_bar(loader, desc=desc, unit="batch", enabled=progress):
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -209,7 +202,10 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
-    device = select_device(cfg.run.device)
+    try:
+        device = select_device(cfg.run.device)
+    except RtsegError as e:
+        raise ConfigError(f"run.device: {e}") from None
     _seed_everything(cfg.run.seed)
 
     d = cfg.data
@@ -350,13 +346,26 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             msg = f"epoch {epoch + 1}: loss {stats['loss']:.4f}, {record['train_images_per_s']} img/s"
             if metrics is not None:
                 msg += f", val mIoU {metrics['miou']:.4f} (best {state['best_miou']:.4f} @ {state['best_epoch']})"
-            tqdm.write(msg)
+            write_line(msg)
             patience = cfg.schedule.early_stop_patience
             if patience and state["epochs_since_best"] >= patience:
-                tqdm.write(f"early stop: no better val mIoU for {patience} epochs")
+                write_line(f"early stop: no better val mIoU for {patience} epochs")
                 stopped_early = True
                 break
     finally:
         writer.close()
     return {"run_dir": str(run_dir), "epochs": state["epoch"], "best_miou": state["best_miou"],
             "best_epoch": state["best_epoch"], "stopped_early": stopped_early}
+
+
+def train(config: str | Path | TrainConfig | None = None, overrides: list[str] | tuple[str, ...] = (), *,
+          resume: str | Path | bool = False, init_from: str | Path | None = None) -> dict:
+    """``rtseg train``: a YAML recipe (or a :class:`TrainConfig`, or None for the defaults) with
+    ``section.key=value`` overrides, trained by :func:`fit`. Returns its summary."""
+    if isinstance(config, TrainConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a YAML recipe; edit the TrainConfig object instead")
+        cfg = config
+    else:
+        cfg = load_config(config, list(overrides))
+    return fit(cfg, resume=resume, init_from=init_from)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtseg.checkpoint import load_checkpoint
 from rtseg.errors import CheckpointError
 from rtseg.models._resnet import DilatedResNet50
 
@@ -92,8 +93,6 @@ class ICNet(nn.Module):
             self._init_from_pspnet(pspnet_weights)
 
     def _init_from_pspnet(self, path: str) -> None:
-        from rtseg.checkpoint import load_checkpoint
-
         ckpt = load_checkpoint(path)
         if ckpt["model"]["name"] != "pspnet50":
             raise CheckpointError(f"pspnet_weights: {path} holds a {ckpt['model']['name']!r} model, not pspnet50")

@@ -1,0 +1,46 @@
+"""rtseg export: ONNX / TorchScript / int8 with a parity check (``rtseg.export``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rtseg.cli import options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export to ONNX or TorchScript (with a parity check), int8",
+                       description="Export a model for deployment. BatchNorm is folded into the convolutions; "
+                                   "the export is run against PyTorch on the same inputs and the command fails "
+                                   "if they diverge. Writes PATH and PATH.json (the report). The exported "
+                                   "network takes normalised float (N, 3, H, W) images; the ONNX metadata "
+                                   "holds the class table and normalisation.")
+    options.add_weights(p)
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
+    options.add_size(p)
+    p.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch, height and width")
+    p.add_argument("--argmax", action="store_true", help="end the graph with argmax: (N, H, W) class ids")
+    p.add_argument("--int8", action="store_true", help="ONNX Runtime static int8 quantisation (QDQ, per-channel)")
+    p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
+                   help="int8 calibration frames, e.g. camvid:train:64")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")
+    p.add_argument("--keep-float", default=None, metavar="NAMES",
+                   help="int8: comma-separated module paths (substrings of weight names, e.g. classifier,up5) "
+                        "or node names whose nodes stay in float")
+    options.add_threads(p)
+    p.add_argument("--out", required=True, metavar="PATH", help="the exported file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtseg.deploy.export import export
+
+    report = export(args.weights, args.out, format=args.format, size=options.parse_size(args.size),
+                    dynamic=args.dynamic, argmax=args.argmax, int8=args.int8, calibrate=args.calibrate,
+                    data_root=args.data_root, keep_float=[k for k in (args.keep_float or "").split(",") if k],
+                    threads=args.threads)
+    par = report.get("int8", {}).get("parity_on_calibration_frames") or report.get("parity", {})
+    size = report["size"]
+    print(f"exported {report['format']}{' int8' if args.int8 else ''} -> {args.out} ({report['file_mb']} MB), "
+          f"size {size[0]}x{size[1]}, parity: max |diff| {par.get('max_abs_diff', float('nan')):.2g}, "
+          f"{100 * par.get('pixel_agreement', float('nan')):.3f}% pixels agree")
+    return 0

@@ -1,0 +1,77 @@
+"""Options that mean the same in every command: one definition each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rtseg.errors import RtsegError
+
+WEIGHTS_HELP = ("shipped model name (default: enet-camvid), rtseg checkpoint (.pt) or exported .onnx "
+                "file; export and prune need PyTorch weights (a name or a checkpoint)")
+
+
+def add_weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, metavar="W", help=WEIGHTS_HELP)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto); "
+                        "ONNX files run on the CPU")
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads for the network (default 0: the library default, one per core)")
+
+
+def add_inference(p: argparse.ArgumentParser, unit: str) -> None:
+    """How images go through the network: --alpha, --device, --threads, --compile."""
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    add_device(p)
+    add_threads(p)
+    p.add_argument("--compile", action="store_true",
+                   help=f"torch.compile the network (PyTorch weights): faster per {unit} after a one-off "
+                        f"compilation of 15-40 s per input size; for many {unit}s of one size")
+
+
+def add_size(p: argparse.ArgumentParser, default_text: str = "the size the weights were trained or exported at") -> None:
+    p.add_argument("--size", default=None, metavar="HxW", help=f"input size, e.g. 360x480 (default: {default_text})")
+
+
+def add_json(p: argparse.ArgumentParser, what: str = "the results") -> None:
+    p.add_argument("--json", default=None, metavar="OUT", help=f"also write {what} as JSON to OUT")
+
+
+def add_dataset(p: argparse.ArgumentParser) -> None:
+    from rtseg.datasets import list_datasets
+
+    p.add_argument("--dataset", required=True, choices=list_datasets(), help="dataset name")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="the dataset's folder (default: $RTSEG_DATA/<dataset>)")
+
+
+def add_data(p: argparse.ArgumentParser, split_default: str = "train") -> None:
+    add_dataset(p)
+    p.add_argument("--split", default=split_default, help=f"split to read (default: {split_default})")
+
+
+def parse_size(text: str | None, option: str = "--size") -> tuple[int, int] | None:
+    """'360x480' -> (360, 480) (H x W); None stays None."""
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise RtsegError(f"{option} {text!r}: expected HxW, e.g. 360x480") from None
+    if h <= 0 or w <= 0:
+        raise RtsegError(f"{option} {text!r}: height and width must be positive")
+    return h, w
+
+
+def write_json(path: str | None, data: dict) -> None:
+    if path:
+        from rtseg.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,84 @@
+"""``rtseg.evaluate``: score weights on a dataset split (``rtseg eval``).
+
+The policy lives here: at which resolution frames are fed and scored, the KITTI Road extras, the
+pictures. The loop itself is :func:`rtseg.engine.train.evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from rtseg.datasets import build_dataset
+from rtseg.datasets.transforms import build_eval_transform
+from rtseg.engine.train import evaluate as evaluate_loader
+from rtseg.errors import RtsegError
+from rtseg.io import atomic_write_text
+from rtseg.metrics import BinaryPRCurve
+from rtseg.runtime import select_device
+from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
+from rtseg.weights import load_weights
+
+
+def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: str = "val", *,
+             data_root: str | Path | None = None, size: list[int] | tuple[int, int] | None = None,
+             full_res: bool = False, batch_size: int = 4, workers: int = 0, threads: int = 0,
+             device: str = "auto", plots: str | Path | None = None,
+             save_predictions: str | Path | None = None, json_path: str | Path | None = None,
+             show_progress: bool = True) -> dict:
+    """Per-class IoU, mIoU (void ignored), pixel and mean class accuracy of ``weights`` (shipped
+    name, checkpoint or ``.onnx``) on ``dataset``/``split``.
+
+    Resolution: frames and labels are resized to ``size`` (default: the training config's
+    ``data.resize``; none: native). ``full_res``: labels stay at full resolution, the network
+    runs at the training size and its logits are upsampled. Static ONNX graphs always run at
+    their export size. KITTI Road adds ``road`` (MaxF, AP in perspective space).
+
+    ``plots``: a folder for per_class_iou.png and confusion_matrix.png; ``save_predictions``: a
+    folder for input | truth | prediction panels; ``json_path``: write the returned dict."""
+    loaded = load_weights(weights, threads=threads)
+    classes = loaded.classes
+    resize = list(size) if size else loaded.train_resize
+    net_size = loaded.fixed_size or (resize if full_res else None)
+    frame_size = None if (full_res or loaded.fixed_size) else resize
+    data = build_dataset(dataset, split, data_root, build_eval_transform(frame_size, loaded.mean, loaded.std))
+    if data.classes.num_classes != classes.num_classes:
+        raise RtsegError(f"{loaded.source} predicts {classes.num_classes} classes but {dataset} "
+                         f"has {data.classes.num_classes}")
+    if not data.has_labels:
+        raise RtsegError(f"{dataset} {split} has no labels to evaluate against")
+    run_on = torch.device("cpu") if loaded.is_onnx else select_device(device)
+    model = loaded.model.to(run_on)
+    loader = DataLoader(data, batch_size=batch_size, num_workers=workers)
+    keep = len(data) if save_predictions else 0
+    pr = BinaryPRCurve(positive=1, device=run_on) if dataset == "kitti_road" else None
+    metrics, cm, samples = evaluate_loader(model, loader, classes.num_classes, run_on, keep_samples=keep,
+                                           input_size=net_size, pr_curve=pr, progress=show_progress)
+    result = {
+        "miou": metrics["miou"],
+        "per_class_iou": dict(zip(classes.names, metrics["iou"])),
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "mean_class_accuracy": metrics["mean_class_accuracy"],
+        "num_images": len(data),
+        "weights": str(weights), "dataset": dataset, "split": split,
+        "input_size": list(net_size or resize or []) or None,
+        "resolution": "training" if frame_size else "full",
+    }
+    if pr is not None:
+        # Perspective (image) space; the official KITTI benchmark scores in bird's-eye view.
+        result["road"] = {**pr.compute(), "space": "perspective"}
+    if json_path:
+        import json
+
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    if plots:
+        plots = Path(plots)
+        plot_per_class_iou(list(classes.names), metrics["iou"], plots / "per_class_iou.png",
+                           title=f"{dataset} {split}: mIoU {100 * result['miou']:.1f}")
+        plot_confusion_matrix(list(classes.names), cm.mat.cpu().numpy(), plots / "confusion_matrix.png")
+    if save_predictions:
+        out = Path(save_predictions)
+        for sample, (image, target, pred) in zip(data.samples, samples):
+            save_png(label_panel(image, target, pred, classes), out / f"{sample.image.stem}.png")
+    return result

@@ -1,0 +1,108 @@
+"""Progress that suits where the output goes.
+
+On a terminal: tqdm bars. In a log file or a pipe, carriage-return bar updates pile up on one
+line, so there a bar becomes a few plain lines instead (start, every quarter or 30 s, end), each
+ending in a newline. Either way an error printed afterwards starts on a line of its own
+(:func:`close_all` clears any bar still drawn)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable, Iterator
+
+from tqdm import tqdm
+
+
+def interactive() -> bool:
+    """Whether progress goes to a terminal (stderr, where tqdm draws)."""
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+
+
+class LineProgress:
+    """The subset of tqdm that rtseg uses, writing whole lines to stderr: at the start, at every
+    quarter of ``total`` (or every ``interval`` s when the total is unknown) and at the end."""
+
+    def __init__(self, iterable: Iterable | None = None, *, desc: str = "", total: int | None = None,
+                 unit: str = "it", interval: float = 30.0) -> None:
+        self.iterable = iterable
+        self.desc, self.unit, self.interval = desc, unit, interval
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total = total
+        self.n = 0
+        self.postfix = ""
+        self.start = self.last = time.perf_counter()
+        self.next_quarter = 1
+        self.closed = False
+        self._line(f"{desc}: 0/{total} {unit}" if total else f"{desc}: started")
+
+    def _line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def _status(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
+        return f"{self.desc}: {done} {self.unit}, {elapsed:.0f} s, {rate:.2f} {self.unit}/s" + \
+            (f", {self.postfix}" if self.postfix else "")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if self.total:
+            if self.n < self.total and self.n * 4 >= self.next_quarter * self.total:
+                while self.n * 4 >= self.next_quarter * self.total:
+                    self.next_quarter += 1
+                self._line(self._status())
+        elif now - self.last >= self.interval:
+            self.last = now
+            self._line(self._status())
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._line(self._status() + " (done)" if not self.total or self.n >= self.total else self._status())
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
+             enabled: bool = True, leave: bool = False):
+    """A tqdm bar on a terminal, :class:`LineProgress` elsewhere; ``enabled=False``: silent."""
+    if not enabled:
+        return tqdm(iterable, total=total, disable=True)
+    if interactive():
+        return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True)
+    return LineProgress(iterable, desc=desc, total=total, unit=unit)
+
+
+def write(message: str) -> None:
+    """A line of output that does not tear a bar being drawn (stdout)."""
+    tqdm.write(message)
+
+
+def close_all() -> None:
+    """Close every tqdm bar still open (an exception left it mid-line), so that what is printed
+    next starts on a fresh line."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # pragma: no cover - a bar in a broken state must not hide the error
+            pass
+    if interactive():
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
