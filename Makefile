@@ -20,6 +20,10 @@ test: install
 
 bench: install
 	$(VENV)/bin/rtseg bench --suite --threads 2 --calibrate camvid:train:32 --json bench/results.json --markdown bench/results.md
+	# Training throughput, ENet at its recipe's 240x320 crops, global batch 8: one process with 2
+	# threads against two DDP processes (torchrun, gloo) with 1 thread each.
+	$(VENV)/bin/rtseg bench --model enet --train-throughput --size 240x320 --batch 8 --threads 2 --processes 1 --steps 20 --json bench/train_throughput_1x2.json
+	$(VENV)/bin/rtseg bench --model enet --train-throughput --size 240x320 --batch 4 --threads 1 --processes 2 --steps 20 --json bench/train_throughput_2x1.json
 
 demo: install
 	$(VENV)/bin/rtseg predict samples/camvid --out demo_out --gif

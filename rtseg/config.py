@@ -90,6 +90,9 @@ class RunConfig:
     amp: bool = True
     channels_last: bool = True
     grad_checkpoint: bool = False
+    #: Distributed runs (torchrun) on GPUs: BatchNorm statistics over the global batch instead
+    #: of each process's (PyTorch's SyncBatchNorm, CUDA only). Checkpoints keep plain BatchNorm.
+    sync_bn: bool = False
     val_every: int = 1
     #: How many val frames go to TensorBoard as input | ground truth | prediction.
     image_summaries: int = 4

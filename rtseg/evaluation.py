@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform
+from rtseg.engine import distributed
 from rtseg.engine.train import evaluate as evaluate_loader
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
@@ -36,7 +37,10 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     their export size. KITTI Road adds ``road`` (MaxF, AP in perspective space).
 
     ``plots``: a folder for per_class_iou.png and confusion_matrix.png; ``save_predictions``: a
-    folder for input | truth | prediction panels; ``json_path``: write the returned dict."""
+    folder for input | truth | prediction panels; ``json_path``: write the returned dict.
+
+    Under torchrun each process scores every world_size-th batch and the confusion matrices
+    are summed: the figures equal one process's to the last digit; rank 0 writes the files."""
     loaded = load_weights(weights, threads=threads)
     classes = loaded.classes
     resize = list(size) if size else loaded.train_resize
@@ -49,9 +53,12 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     if not data.has_labels:
         raise RtsegError(f"{dataset} {split} has no labels to evaluate against")
     run_on = torch.device("cpu") if loaded.is_onnx else select_device(device)
+    info, run_on = distributed.setup(run_on)
     model = loaded.model.to(run_on)
-    loader = DataLoader(data, batch_size=batch_size, num_workers=workers)
-    keep = len(data) if save_predictions else 0
+    batches = distributed.shard_batches(len(data), batch_size, info)
+    loader = DataLoader(data, batch_sampler=batches, num_workers=workers)
+    indices = [i for batch in batches for i in batch]  # this process's frames, in order
+    keep = len(indices) if save_predictions else 0
     pr = BinaryPRCurve(positive=1, device=run_on) if dataset == "kitti_road" else None
     metrics, cm, samples = evaluate_loader(model, loader, classes.num_classes, run_on, keep_samples=keep,
                                            input_size=net_size, pr_curve=pr, progress=show_progress)
@@ -68,17 +75,18 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     if pr is not None:
         # Perspective (image) space; the official KITTI benchmark scores in bird's-eye view.
         result["road"] = {**pr.compute(), "space": "perspective"}
-    if json_path:
+    if json_path and info.is_main:
         import json
 
         atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-    if plots:
+    if plots and info.is_main:
         plots = Path(plots)
         plot_per_class_iou(list(classes.names), metrics["iou"], plots / "per_class_iou.png",
                            title=f"{dataset} {split}: mIoU {100 * result['miou']:.1f}")
         plot_confusion_matrix(list(classes.names), cm.mat.cpu().numpy(), plots / "confusion_matrix.png")
     if save_predictions:
         out = Path(save_predictions)
-        for sample, (image, target, pred) in zip(data.samples, samples):
+        for index, (image, target, pred) in zip(indices, samples):
+            sample = data.samples[index]
             save_png(label_panel(image, target, pred, classes), out / f"{sample.image.stem}.png")
     return result

@@ -137,25 +137,46 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
             device: str = "auto", compile: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
-            show_progress: bool = True) -> dict:
+            skip_existing: bool = False, show_progress: bool = True) -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
     ``NAME_overlay.png``; ``output_format="cityscapes"``: one official label-id PNG named after
     the input (19-class Cityscapes models). ``gif``: also an animated input | prediction GIF
-    (True: ``out/predictions.gif``, or a path). Returns {images, out, model, device, median_ms}:
-    the median time per frame of preprocessing + network."""
+    (True: ``out/predictions.gif``, or a path). ``skip_existing``: leave frames whose outputs are
+    all there (a rerun after a stop). Every file is written atomically. Returns {images, written,
+    skipped, out, model, device, median_ms}: the median time per frame of preprocessing + network.
+
+    Under torchrun each process takes every world_size-th input (each frame written once);
+    ``images``/``written``/``skipped`` count all processes."""
     if output_format not in ("default", "cityscapes"):
         raise RtsegError(f"--format {output_format!r}: expected default or cityscapes")
+    from rtseg.engine import distributed
+
     paths = expand_image_inputs([str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)])
-    seg = load_model(weights, device=device, compile=compile, threads=threads)
+    run_on = select_device(device)
+    info, run_on = distributed.setup(run_on)
+    if info.enabled and gif:
+        raise RtsegError("--gif needs every frame in one process: run without torchrun for a GIF")
+    all_count = len(paths)
+    paths = paths[info.rank::info.world_size]
+    seg = load_model(weights, device=run_on, compile=compile, threads=threads)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    gif_frames, seconds = [], []
+    gif_frames, seconds, skipped = [], [], 0
+
+    def outputs(path: Path) -> list[Path]:
+        if output_format == "cityscapes":
+            return [out / f"{path.stem}.png"]
+        return [out / f"{path.stem}_{kind}.png" for kind in ("labels", "mask", "overlay")]
+
     for path in progress(paths, desc="predict", unit="img", enabled=show_progress and len(paths) > 1):
+        if skip_existing and not gif and all(p.is_file() for p in outputs(path)):
+            skipped += 1
+            continue
         image = read_image(path)
         start = time.perf_counter()
         mask = seg.predict(image)
@@ -177,5 +198,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         gif_path = out / "predictions.gif" if gif is True else Path(gif)
         save_gif(gif_frames, gif_path, fps=gif_fps)
     ms = sorted(s * 1000 for s in seconds)
-    return {"images": len(paths), "out": str(out), "model": seg.name, "device": str(seg.device),
-            "median_ms": round(ms[len(ms) // 2], 2), "gif": str(gif_path) if gif_path else None}
+    skipped = distributed.sum_int(skipped)
+    return {"images": all_count, "written": all_count - skipped, "skipped": skipped, "out": str(out),
+            "model": seg.name, "device": str(seg.device),
+            "median_ms": round(ms[len(ms) // 2], 2) if ms else float("nan"), "gif": str(gif_path) if gif_path else None}

@@ -101,6 +101,12 @@ class BinaryPRCurve:
         self.pos += torch.bincount(b[is_pos], minlength=self.bins)
         self.neg += torch.bincount(b[~is_pos], minlength=self.bins)
 
+    def all_reduce(self) -> None:
+        """Sum the histograms of all processes (no-op outside torch.distributed)."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.pos)
+            dist.all_reduce(self.neg)
+
     def compute(self) -> dict:
         # Predicted positive at threshold t: every pixel whose bin is >= t.
         tp = self.pos.flip(0).cumsum(0).flip(0).double().cpu()

@@ -7,6 +7,7 @@ ending in a newline. Either way an error printed afterwards starts on a line of 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Iterable, Iterator
@@ -82,8 +83,9 @@ class LineProgress:
 
 def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
              enabled: bool = True, leave: bool = False):
-    """A tqdm bar on a terminal, :class:`LineProgress` elsewhere; ``enabled=False``: silent."""
-    if not enabled:
+    """A tqdm bar on a terminal, :class:`LineProgress` elsewhere; ``enabled=False``: silent, as
+    in every process but the first of a distributed run (torchrun's RANK > 0)."""
+    if not enabled or int(os.environ.get("RANK", "0")) > 0:
         return tqdm(iterable, total=total, disable=True)
     if interactive():
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True)

@@ -18,18 +18,6 @@ from rtseg.engine.train import fit
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def few_camvid(camvid_root, tmp_path_factory) -> Path:
-    """6 train + 2 val real CamVid frames at 96x128 (labels nearest), in the CamVid layout."""
-    root = tmp_path_factory.mktemp("few") / "camvid"
-    for split, n in (("train", 6), ("val", 2)):
-        for img in sorted((camvid_root / split).glob("*.png"))[:n * 20:20]:
-            for sub, resample in ((split, Image.BILINEAR), (f"{split}annot", Image.NEAREST)):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-                Image.open(camvid_root / sub / img.name).resize((128, 96), resample).save(root / sub / img.name)
-    return root
-
-
 def _cfg(root: Path, out: Path, *extra: str):
     return load_config(REPO / "configs" / "enet_camvid.yaml", [
         f"data.data_root={root}", f"run.out_dir={out}", "data.crop=[64,96]", "data.batch_size=3",

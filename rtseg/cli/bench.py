@@ -32,7 +32,13 @@ def register(sub) -> None:
     p.add_argument("--suite", action="store_true", help="every model x backend of `make bench`")
     p.add_argument("--train", action="store_true",
                    help="measure a training step instead: peak memory and time (with --model)")
-    p.add_argument("--batch", type=int, default=2, help="--train: batch size (default 2)")
+    p.add_argument("--train-throughput", action="store_true",
+                   help="measure training images/s instead: forward, loss, backward, Adam (with --model)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="--train-throughput: DDP processes started with torchrun, --threads each (default 1)")
+    p.add_argument("--steps", type=int, default=20, help="--train-throughput: timed steps (default 20)")
+    p.add_argument("--batch", type=int, default=2,
+                   help="--train, --train-throughput: batch size per process (default 2)")
     p.add_argument("--grad-checkpoint", action="store_true", help="--train: gradient checkpointing on")
     options.add_json(p)
     p.add_argument("--markdown", default=None, metavar="OUT", help="with --suite: the table as markdown")
@@ -56,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     row = benchmark(args.model, args.weights, size=size, backend=args.backend, threads=args.threads,
                     iters=args.iters, runs=args.runs, num_classes=args.num_classes, calibrate=args.calibrate,
                     data_root=args.data_root, train=args.train, batch=args.batch,
-                    grad_checkpoint=args.grad_checkpoint)
+                    grad_checkpoint=args.grad_checkpoint, train_throughput=args.train_throughput,
+                    processes=args.processes, steps=args.steps)
     options.write_json(args.json, row)
     print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=2))
     return 0

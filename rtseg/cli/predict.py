@@ -22,6 +22,8 @@ def register(sub) -> None:
                    help="also write an animated GIF of input | prediction over the frames "
                         "(default path: DIR/predictions.gif)")
     p.add_argument("--fps", type=float, default=5.0, help="GIF frame rate (default 5)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave inputs whose output files all exist (rerun after a stop; with torchrun too)")
     options.add_inference(p, "image")
     p.set_defaults(func=run)
 
@@ -32,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compile:
         print("--compile: the first image of each size compiles the network (15-40 s on a small CPU)", flush=True)
     r = predict(args.inputs, args.out, args.weights, device=args.device, compile=args.compile, threads=args.threads,
-                alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps)
-    print(f"{r['images']} image(s) -> {r['out']}  ({r['model']}, {r['device']}): "
+                alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
+                skip_existing=args.skip_existing)
+    skipped = f", {r['skipped']} already there" if r["skipped"] else ""
+    print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['device']}): "
           f"{r['median_ms']:.1f} ms per frame (median, preprocessing + network)")
     return 0

@@ -207,6 +207,71 @@ def training_step_memory(model: nn.Module, size: tuple[int, int], batch: int, gr
             "process_peak_before_mb": round(base, 1), "median_step_ms": round(statistics.median(times), 1)}
 
 
+def training_throughput(model_name: str, size: tuple[int, int], batch: int, steps: int = 20, warmup: int = 3,
+                        num_classes: int = 11, channels_last: bool = True) -> dict:
+    """Training images/s of ``model_name`` on random frames: forward, cross-entropy (with the
+    model's auxiliary outputs), backward and an Adam step, ``batch`` frames per process. Inside a
+    torchrun launch the model is a DDP replica in every process (gloo on the CPU) and images/s
+    counts all processes; ``median_step_ms`` is rank 0's."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from rtseg.engine import distributed
+    from rtseg.engine.losses import SegmentationLoss
+    from rtseg.models import create_model
+
+    info, device = distributed.setup(torch.device("cpu"))
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=num_classes).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = DistributedDataParallel(model) if info.enabled else model
+    torch.manual_seed(1 + info.rank)
+    x = torch.randn(batch, 3, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, num_classes, (batch, *size))
+    out = model(x)
+    aux = sorted(k for k in out if k.startswith("aux")) if isinstance(out, dict) else []
+    loss_fn = SegmentationLoss(aux_weights=[0.4] * len(aux))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(net(x), target).backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    distributed.barrier()
+    times, start = [], time.perf_counter()
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t) * 1000)
+    distributed.barrier()
+    elapsed = max(distributed.all_gather_objects(time.perf_counter() - start))
+    return {"mode": "train-throughput", "model": model_name, "size": list(size), "batch_per_process": batch,
+            "processes": info.world_size, "threads": torch.get_num_threads(), "steps": steps,
+            "images_per_s": round(info.world_size * batch * steps / elapsed, 2),
+            "median_step_ms": round(statistics.median(times), 1), "machine": machine_info()}
+
+
+def _launch_torchrun(processes: int, argv: list[str]) -> dict:
+    """Run ``rtseg bench ARGV`` in ``processes`` local processes under torchrun; rank 0's row."""
+    import json
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                               str(processes), "-m", "rtseg", "bench", *argv, "--json", str(out)],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not out.is_file():
+            raise RtsegError(f"torchrun with {processes} processes failed: {done.stderr.strip()[-500:]}")
+        return json.loads(out.read_text())
+
+
 def _random_classes(num_classes: int):
     from rtseg.datasets.classes import ClassTable
 
@@ -294,13 +359,16 @@ def _bench_fresh_processes(argv: list[str], runs: int, show_progress: bool = Tru
 def benchmark(model: str | None = None, weights: str | Path | None = None, *, size: tuple[int, int] = (360, 480),
               backend: str = "torch", threads: int = 0, iters: int = 30, runs: int = 1, num_classes: int = 11,
               calibrate: str | None = None, data_root: str | Path | None = None, train: bool = False,
-              batch: int = 2, grad_checkpoint: bool = False, show_progress: bool = True) -> dict:
+              batch: int = 2, grad_checkpoint: bool = False, train_throughput: bool = False, processes: int = 1,
+              steps: int = 20, show_progress: bool = True) -> dict:
     """``rtseg bench``: time ``weights`` (shipped name, checkpoint or ``.onnx``) or the
     architecture ``model`` with random weights (``num_classes`` outputs) on ``backend`` at batch 1.
 
     Returns median / p90 ms, FPS, params, GFLOPs, peak resident memory and the image -> mask time.
     ``runs`` > 1: that many fresh processes one after another, summarised by the median of their
-    medians. ``train``: one training step's time and memory instead (``model`` only)."""
+    medians. ``train``: one training step's time and memory instead (``model`` only).
+    ``train_throughput``: training images/s with ``batch`` frames per process over ``steps``
+    steps, in ``processes`` DDP processes (torchrun, ``threads`` each) (``model`` only)."""
     from rtseg.models import list_models
 
     if not model and not weights:
@@ -314,6 +382,20 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
     if iters < 1:
         raise RtsegError(f"--iters {iters}: expected 1 or more")
     size = tuple(int(v) for v in size)
+    if processes < 1:
+        raise RtsegError(f"--processes {processes}: expected 1 or more")
+    if train_throughput:
+        from rtseg.engine.distributed import from_env
+
+        if not model:
+            raise RtsegError("--train-throughput measures an architecture: give --model NAME")
+        if processes > 1 and not from_env().enabled:
+            return _launch_torchrun(processes, ["--model", model, "--train-throughput", "--size", f"{size[0]}x{size[1]}",
+                                                "--batch", str(batch), "--threads", str(threads),
+                                                "--steps", str(steps), "--num-classes", str(num_classes)])
+        if threads > 0:
+            torch.set_num_threads(threads)
+        return training_throughput(model, size, batch, steps, num_classes=num_classes)
     if train:
         from rtseg.models import create_model
 

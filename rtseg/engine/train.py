@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.class_weights import compute_class_weights
@@ -27,6 +27,7 @@ from rtseg.config import TrainConfig, load_config
 from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform, build_train_transform, denormalize
+from rtseg.engine import distributed
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.errors import CheckpointError, ConfigError, RtsegError
 from rtseg.io import atomic_write_text
@@ -120,6 +121,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
             samples.append((denormalize(images[i].float().cpu()).permute(1, 2, 0).numpy(),
                             targets[i].cpu().numpy().astype(np.uint8), pred[i].cpu().numpy().astype(np.uint8)))
     cm.all_reduce()
+    if pr_curve is not None:
+        pr_curve.all_reduce()
     return cm.compute(), cm, samples
 
 
@@ -189,23 +192,51 @@ def _write_image_summaries(writer, samples: list, classes, epoch: int) -> None:
         writer.add_image(f"val/{i}", label_panel(image, target, pred, classes), epoch, dataformats="HWC")
 
 
+def _reduce_epoch_stats(stats: dict) -> dict:
+    """Loss averaged over processes (weighted by images), images summed, the slowest time."""
+    parts = distributed.all_gather_objects(stats)
+    images = sum(p["images"] for p in parts)
+    return {"loss": sum(p["loss"] * p["images"] for p in parts) / max(images, 1), "images": images,
+            "seconds": max(p["seconds"] for p in parts)}
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Give every process rank 0's BatchNorm statistics (each process updated its own copy on
+    its last batch), so that all ranks validate, and rank 0 saves, the same network."""
+    if distributed.current().enabled:
+        for buf in model.buffers():
+            torch.distributed.broadcast(buf, 0)
+
+
 def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Path | None = None) -> dict:
     """Train per ``cfg``; returns a summary dict (best mIoU, epochs, run folder).
 
     ``resume``: True continues from ``<out_dir>/last.pt``, a path from that checkpoint; model,
     optimiser, scheduler, epoch and RNG state are restored, so the run continues exactly.
     ``init_from``: start from the weights (and architecture) of another rtseg checkpoint.
-    """
-    from torch.utils.tensorboard import SummaryWriter
 
-    run_dir = Path(cfg.run.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    Under torchrun (see :mod:`rtseg.engine.distributed`) every process trains a DDP replica on
+    its share of each epoch (``DistributedSampler``, reshuffled per epoch; ``data.batch_size`` is
+    per process), validation is split across the processes and their confusion matrices summed,
+    and rank 0 alone writes logs and checkpoints. Checkpoints are the same as one process's: they
+    resume in any number of processes (exactly, with the same number).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
     try:
         device = select_device(cfg.run.device)
     except RtsegError as e:
         raise ConfigError(f"run.device: {e}") from None
+    dist_info, device = distributed.setup(device)
+    is_main = dist_info.is_main
+    if cfg.run.sync_bn and dist_info.enabled and device.type != "cuda":
+        raise ConfigError("run.sync_bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
+    run_dir = Path(cfg.run.out_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    # Same seed everywhere: every process builds the same initial network.
     _seed_everything(cfg.run.seed)
 
     d = cfg.data
@@ -215,16 +246,24 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     train_set = build_dataset(d.dataset, d.train_split, d.data_root, train_tf, cache=d.cache)
     val_set = build_dataset(d.dataset, d.val_split, d.data_root, val_tf, cache=d.cache)
     classes = train_set.classes
-    train_loader = DataLoader(train_set, batch_size=d.batch_size, shuffle=True, drop_last=True,
+    # One process: a shuffled loader. Several: each takes its share of a per-epoch permutation
+    # (the sampler's own generator, seeded by run.seed + epoch, so resuming is exact).
+    train_sampler = DistributedSampler(train_set, dist_info.world_size, dist_info.rank, shuffle=True,
+                                       seed=cfg.run.seed, drop_last=True) if dist_info.enabled else None
+    train_loader = DataLoader(train_set, batch_size=d.batch_size, shuffle=train_sampler is None,
+                              sampler=train_sampler, drop_last=True,
                               num_workers=d.num_workers, pin_memory=device.type == "cuda",
                               persistent_workers=d.num_workers > 0)
     if len(train_loader) == 0:
-        raise ConfigError(f"data.batch_size={d.batch_size} is larger than the {len(train_set)} "
-                          "training images (batches are dropped when incomplete)")
+        raise ConfigError(f"data.batch_size={d.batch_size} is larger than the "
+                          f"{len(train_set) // dist_info.world_size} training images of each process "
+                          "(batches are dropped when incomplete)")
     # A generator of its own: creating a loader iterator draws a seed, and validation must not
     # shift the training RNG stream (or resuming after a validated epoch would not be exact).
-    val_loader = DataLoader(val_set, batch_size=d.val_batch_size, shuffle=False, num_workers=d.num_workers,
-                            generator=torch.Generator().manual_seed(cfg.run.seed))
+    # Whole batches are sharded across processes: each val frame is scored exactly once.
+    val_loader = DataLoader(val_set, batch_sampler=distributed.shard_batches(len(val_set), d.val_batch_size,
+                                                                             dist_info),
+                            num_workers=d.num_workers, generator=torch.Generator().manual_seed(cfg.run.seed))
 
     if init_from is not None:
         init = load_checkpoint(init_from)
@@ -244,9 +283,16 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
         if not hasattr(model, "set_grad_checkpointing"):
             raise ConfigError(f"run.grad_checkpoint: model {model_name!r} does not support it")
         model.set_grad_checkpointing(True)
+    if cfg.run.sync_bn and dist_info.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
+    net = model  # what training calls: the DDP wrapper in a distributed run
+    if dist_info.enabled:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        # Then different augmentations in every process (the network is already identical).
+        _seed_everything(cfg.run.seed + dist_info.rank)
 
     weight = None
     if cfg.loss.class_weights != "none":
@@ -285,48 +331,69 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
         if scaler is not None and ts.get("scaler"):
             scaler.load_state_dict(ts["scaler"])
         state = {k: ts[k] for k in state}
-        _set_rng_state(ts["rng"])
+        saved_world = ts.get("world_size", 1)
+        if saved_world == dist_info.world_size:
+            _set_rng_state(ts["rng_per_rank"][dist_info.rank] if dist_info.enabled else ts["rng"])
+        else:
+            # Another number of processes: same weights, optimiser and schedule, fresh augmentation
+            # draws (not bit-exact: which frames go to which process changes anyway).
+            _seed_everything(cfg.run.seed + dist_info.rank + 1000 * state["epoch"])
+            if is_main:
+                write_line(f"resuming a {saved_world}-process run in {dist_info.world_size}: weights, optimiser "
+                           "and schedule continue; data order and augmentation are drawn afresh")
+        if iter_sched is not None and ts.get("iters_per_epoch", len(train_loader)) != len(train_loader):
+            # The per-iteration schedule counts this run's iterations from here on.
+            iter_sched.last_epoch = state["epoch"] * len(train_loader)
+            for group, base, fn in zip(optimizer.param_groups, iter_sched.base_lrs, iter_sched.lr_lambdas):
+                group["lr"] = base * fn(iter_sched.last_epoch)
 
     config_dict = cfg.to_dict()
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
+    if is_main:
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_dict, sort_keys=False))
     input_size = d.resize or list(val_set.load(0)[0].shape[:2])
 
-    def checkpoint(metrics: dict | None) -> dict:
+    def checkpoint(metrics: dict | None) -> dict | None:
+        """The checkpoint dict on rank 0 (None elsewhere); every rank must call it (RNG gather)."""
+        rngs = distributed.all_gather_objects(_rng_state())
+        if not is_main:
+            return None
         train_state = {**state, "optimizer": optimizer.state_dict(), "scheduler": iter_sched.state_dict() if iter_sched else None,
                        "plateau": plateau.state_dict() if plateau else None,
-                       "scaler": scaler.state_dict() if scaler else None, "rng": _rng_state()}
+                       "scaler": scaler.state_dict() if scaler else None, "rng": rngs[0],
+                       "world_size": dist_info.world_size, "iters_per_epoch": len(train_loader)}
+        if dist_info.enabled:
+            train_state["rng_per_rank"] = rngs
         return make_checkpoint(model, model_name, model_args, classes, mean, std, input_size,
                                config_dict, train_state, metrics, pruned=pruned)
 
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tensorboard")) if is_main else None
     stopped_early = False
     try:
         for epoch in range(state["epoch"], cfg.schedule.epochs):
-            stats = train_one_epoch(model, train_loader, loss_fn, optimizer, device, scheduler=iter_sched,
+            if train_sampler is not None:
+                train_sampler.set_epoch(epoch)
+            stats = train_one_epoch(net, train_loader, loss_fn, optimizer, device, scheduler=iter_sched,
                                     scaler=scaler, amp=use_amp, channels_last=cfg.run.channels_last,
                                     progress=cfg.run.progress,
                                     desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}")
+            if dist_info.enabled:
+                stats = _reduce_epoch_stats(stats)
+                _broadcast_buffers(model)
             lr = optimizer.param_groups[0]["lr"]
             record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": lr,
                       "train_seconds": round(stats["seconds"], 2),
                       "train_images_per_s": round(stats["images"] / stats["seconds"], 2)}
-            writer.add_scalar("train/loss", stats["loss"], epoch + 1)
-            writer.add_scalar("train/lr", lr, epoch + 1)
-            metrics, improved = None, False
+            metrics, improved, samples = None, False, []
             is_last = epoch + 1 == cfg.schedule.epochs
             if (epoch + 1) % cfg.run.val_every == 0 or is_last:
                 metrics, _, samples = evaluate(model, val_loader, classes.num_classes, device, amp=use_amp,
                                                channels_last=cfg.run.channels_last, progress=cfg.run.progress,
                                                keep_samples=cfg.run.image_summaries, desc="val")
-                miou = metrics["miou"]
+                miou = metrics["miou"]  # the same on every rank: the confusion matrices are summed
                 record.update({"val_miou": miou, "val_pixel_accuracy": metrics["pixel_accuracy"],
                                "val_per_class_iou": dict(zip(classes.names, metrics["iou"]))})
-                writer.add_scalar("val/miou", miou, epoch + 1)
-                writer.add_scalar("val/pixel_accuracy", metrics["pixel_accuracy"], epoch + 1)
-                for name, v in zip(classes.names, metrics["iou"]):
-                    if not math.isnan(v):
-                        writer.add_scalar(f"val_iou/{name}", v, epoch + 1)
-                _write_image_summaries(writer, samples, classes, epoch + 1)
                 improved = miou > state["best_miou"]
                 if improved:
                     state.update(best_miou=miou, best_epoch=epoch + 1, epochs_since_best=0)
@@ -336,26 +403,46 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
                     plateau.step(miou)
             state["epoch"] = epoch + 1
             ckpt = checkpoint(metrics)
-            if improved:
-                save_checkpoint(dict(ckpt, train_state=None), run_dir / "best.pt")  # no optimiser needed
-            save_checkpoint(ckpt, run_dir / "last.pt")
             record["best_miou"] = state["best_miou"]
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            # One line per epoch, also when progress bars are off (logs).
-            msg = f"epoch {epoch + 1}: loss {stats['loss']:.4f}, {record['train_images_per_s']} img/s"
-            if metrics is not None:
-                msg += f", val mIoU {metrics['miou']:.4f} (best {state['best_miou']:.4f} @ {state['best_epoch']})"
-            write_line(msg)
+            if is_main:
+                if improved:
+                    save_checkpoint(dict(ckpt, train_state=None), run_dir / "best.pt")  # no optimiser needed
+                save_checkpoint(ckpt, run_dir / "last.pt")
+                _log_epoch(writer, run_dir, record, metrics, samples, classes)
+                # One line per epoch, also when progress bars are off (logs).
+                msg = f"epoch {epoch + 1}: loss {stats['loss']:.4f}, {record['train_images_per_s']} img/s"
+                if metrics is not None:
+                    msg += f", val mIoU {metrics['miou']:.4f} (best {state['best_miou']:.4f} @ {state['best_epoch']})"
+                write_line(msg)
             patience = cfg.schedule.early_stop_patience
             if patience and state["epochs_since_best"] >= patience:
-                write_line(f"early stop: no better val mIoU for {patience} epochs")
+                if is_main:
+                    write_line(f"early stop: no better val mIoU for {patience} epochs")
                 stopped_early = True
                 break
+        distributed.barrier()  # rank 0 has written the last checkpoint before anyone returns
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
     return {"run_dir": str(run_dir), "epochs": state["epoch"], "best_miou": state["best_miou"],
-            "best_epoch": state["best_epoch"], "stopped_early": stopped_early}
+            "best_epoch": state["best_epoch"], "stopped_early": stopped_early,
+            "world_size": dist_info.world_size}
+
+
+def _log_epoch(writer, run_dir: Path, record: dict, metrics: dict | None, samples: list, classes) -> None:
+    """TensorBoard scalars and pictures, and a line of metrics.jsonl (rank 0)."""
+    step = record["epoch"]
+    writer.add_scalar("train/loss", record["train_loss"], step)
+    writer.add_scalar("train/lr", record["lr"], step)
+    if metrics is not None:
+        writer.add_scalar("val/miou", metrics["miou"], step)
+        writer.add_scalar("val/pixel_accuracy", metrics["pixel_accuracy"], step)
+        for name, v in zip(classes.names, metrics["iou"]):
+            if not math.isnan(v):
+                writer.add_scalar(f"val_iou/{name}", v, step)
+        _write_image_summaries(writer, samples, classes, step)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def train(config: str | Path | TrainConfig | None = None, overrides: list[str] | tuple[str, ...] = (), *,
