@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install test bench demo clean
+.PHONY: install test test-browser bench bench-serve demo serve clean
 
 install: $(STAMP)
 
@@ -24,6 +24,20 @@ bench: install
 	# threads against two DDP processes (torchrun, gloo) with 1 thread each.
 	$(VENV)/bin/rtseg bench --model enet --train-throughput --size 240x320 --batch 8 --threads 2 --processes 1 --steps 20 --json bench/train_throughput_1x2.json
 	$(VENV)/bin/rtseg bench --model enet --train-throughput --size 240x320 --batch 4 --threads 1 --processes 2 --steps 20 --json bench/train_throughput_2x1.json
+
+# The browser test drives Debian's headless Chromium (Selenium, fake camera); it skips in
+# `make test` where Chromium is missing. This installs Chromium and runs it.
+test-browser: install
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+	$(PY) -m pytest -q tests/test_browser.py -rs
+
+# Load test of rtseg serve: 200 requests from 16 concurrent clients against a real server.
+bench-serve: install
+	$(PY) tools/serve_load.py --requests 200 --concurrency 16 --json bench/serve_load.json
+
+serve: install
+	$(VENV)/bin/rtseg serve
 
 demo: install
 	$(VENV)/bin/rtseg predict samples/camvid --out demo_out --gif

@@ -206,6 +206,24 @@ def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path):
     assert not list(tmp_path.glob(".out.partial*"))
 
 
+def test_video_labels_only_writes_one_class_png_per_frame(enet_ckpt, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "in.mp4"
+    _write_video(src, n=5)
+    stats = rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, show_progress=False)
+    files = sorted((tmp_path / "labels").glob("frame_*.png"))
+    assert stats["frames_out"] == 5 and [f.name for f in files] == [f"frame_{i:06d}.png" for i in range(5)]
+    seg = rtseg.load_model(enet_ckpt, device="cpu")
+    frame = next(iter(rtseg.video.open_source(str(src)).frames))
+    label = Image.open(files[0])
+    assert label.mode == "P" and label.size == (64, 48)
+    np.testing.assert_array_equal(np.asarray(label), seg.predict(frame))
+    assert stats["cores_busy"] > 0 and stats["process_cpu_s"] > 0
+    with pytest.raises(RtsegError, match="cannot go with --labels-only"):
+        rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, gif=tmp_path / "x.gif")
+
+
 def test_compiled_segmenter_matches_eager_and_runs_video(enet_ckpt, tmp_path):
     from rtseg.inference import load_model
     from rtseg.video import open_source, segment_video

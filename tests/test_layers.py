@@ -21,7 +21,7 @@ LAYERS = [
     # 1: engine and deploy, and the one weights loader they share
     ("rtseg.weights", "rtseg.engine", "rtseg.deploy", "rtseg.compress"),
     # 2: running trained models on images, video and datasets
-    ("rtseg.inference", "rtseg.evaluation", "rtseg.video"),
+    ("rtseg.inference", "rtseg.evaluation", "rtseg.streaming", "rtseg.video", "rtseg.serve"),
     # 3: the command line and the package's front door
     ("rtseg.cli", "rtseg.__main__", "rtseg"),
 ]

@@ -21,6 +21,7 @@ EPILOG = """examples:
   rtseg bench --weights enet-camvid --backend onnxruntime --json bench.json
   rtseg prune --weights enet-camvid --ratio 0.5 --out enet_pruned.pt
   rtseg class-weights --dataset camvid --split train --method mfb --json w.json
+  rtseg serve --port 8000                              # web page + HTTP API on 127.0.0.1
   rtseg datasets info --dataset camvid --split train
 
 data: --data-root DIR names the dataset's folder; without it rtseg uses $RTSEG_DATA/<dataset>.
@@ -30,14 +31,15 @@ run 'rtseg COMMAND --help' for every option of a command."""
 
 def build_parser() -> argparse.ArgumentParser:
     from rtseg import __version__
-    from rtseg.cli import bench, class_weights, datasets, evaluate, export, predict, prune, train, video
+    from rtseg.cli import (bench, class_weights, datasets, evaluate, export, predict, prune, serve, train,
+                           video)
 
     parser = argparse.ArgumentParser(
         prog="rtseg", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Real-time semantic segmentation: train, evaluate, predict, export.")
     parser.add_argument("--version", action="version", version=f"rtseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (train, predict, evaluate, class_weights, datasets, export, bench, video, prune):
+    for command in (train, predict, evaluate, class_weights, datasets, export, bench, video, prune, serve):
         command.register(sub)
     return parser
 

@@ -15,7 +15,11 @@ def register(sub) -> None:
                                    "printed at the end.")
     p.add_argument("input", metavar="INPUT", help="video file, folder or glob of frames, or camera index (0)")
     options.add_weights(p)
-    p.add_argument("--out", required=True, metavar="OUT.mp4", help="output video (.mp4, .avi, .mkv, .mov)")
+    p.add_argument("--out", required=True, metavar="OUT.mp4",
+                   help="output video (.mp4, .avi, .mkv, .mov); with --labels-only a folder")
+    p.add_argument("--labels-only", action="store_true",
+                   help="for machines, not people: write one class-index PNG per frame (frame_000000.png, ...) "
+                        "into the --out folder, and no video")
     p.add_argument("--gif", default=None, metavar="OUT.gif", help="also write an animated GIF (half size)")
     p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 10) or override")
     options.add_inference(p, "frame")
@@ -30,12 +34,16 @@ def run(args: argparse.Namespace) -> int:
             print("--compile: compiling the network on the first frame (15-40 s on a small CPU)", flush=True)
 
     stats = process_video(args.input, args.out, args.weights, device=args.device, compile=args.compile,
-                          threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps, on_ready=announce)
+                          threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps,
+                          labels_only=args.labels_only, on_ready=announce)
     n = stats["frames_out"]
-    print(f"{n} frames -> {stats['output']} at {stats['source_fps']:.1f} fps")
-    for stage in ("decode", "inference", "encode"):
+    what = "class-index PNGs" if stats["labels_only"] else f"frames at {stats['source_fps']:.1f} fps"
+    print(f"{n} {what} -> {stats['output']}")
+    for stage in ("decode", "inference", "render", "encode"):
         total = stats[f"{stage}_s"]
         print(f"  {stage:<9} {total:7.2f} s total, {1000 * total / n:7.1f} ms/frame")
     print(f"  wall      {stats['wall_s']:7.2f} s, {stats['fps_overall']:.1f} FPS overall "
-          f"(network alone {stats['fps_network']:.1f} FPS)")
+          f"(network alone {stats['fps_network']:.1f} FPS, {1000 / stats['fps_network']:.1f} ms/frame)")
+    print(f"  CPU       {stats['process_cpu_s']:.1f} s over {stats['wall_s']:.1f} s: {stats['cores_busy']:.2f} cores busy "
+          f"(decode thread {stats['decode_cpu_s']:.1f} s, overlay/encode thread {stats['write_cpu_s']:.1f} s)")
     return 0

@@ -1,0 +1,52 @@
+"""rtseg serve: HTTP API + web page with a live camera mode (``rtseg.serve.serve``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rtseg.cli import options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="HTTP API and web page (upload, live camera) for a model",
+                       description="Serve a model over HTTP: the page at / (upload, drag-and-drop, a sample, live "
+                                   "camera or video over a WebSocket), POST /v1/segment, POST /v1/segment/batch, "
+                                   "GET /health, GET /v1/model, OpenAPI docs at /docs. The model is loaded once; "
+                                   "requests share a bounded worker pool (503 when it and its queue are full). "
+                                   "Needs the serve extra: pip install 'rtseg[serve]'.")
+    options.add_weights(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="threads running the network at once (default 1; each uses --threads)")
+    p.add_argument("--queue", type=int, default=32,
+                   help="requests admitted beyond the running ones; more get 503 (default 32)")
+    p.add_argument("--max-mb", type=float, default=20.0, help="largest request body in MB (default 20)")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096,
+                   help="largest decoded image in pixels (default 16777216 = 4096x4096)")
+    p.add_argument("--max-batch", type=int, default=16, help="most images per /v1/segment/batch (default 16)")
+    options.add_device(p)
+    options.add_threads(p)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network; compiles for the model's size at start-up (/health "
+                        "says ready when done)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default info)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtseg.errors import RtsegError
+    from rtseg.serve import ServeLimits, serve
+
+    if not 0 <= args.port <= 65535:
+        raise RtsegError(f"--port {args.port}: expected 0-65535")
+    if args.max_mb <= 0 or args.max_pixels <= 0 or args.max_batch <= 0:
+        raise RtsegError("--max-mb, --max-pixels and --max-batch must be positive")
+    limits = ServeLimits(max_bytes=int(args.max_mb * 2**20), max_pixels=args.max_pixels,
+                         max_batch=args.max_batch, queue=args.queue)
+    print(f"rtseg serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True)
+    serve(args.weights, host=args.host, port=args.port, device=args.device, compile=args.compile,
+          threads=args.threads, workers=args.workers, limits=limits, log_level=args.log_level)
+    return 0

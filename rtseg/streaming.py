@@ -1,0 +1,149 @@
+"""One per-frame path for everything that streams frames: ``rtseg video``, the server's
+``/v1/segment`` and the web page's live mode (``/v1/stream``).
+
+A :class:`FrameSegmenter` takes an RGB or BGR uint8 frame, runs the network and renders what
+was asked for (class indices, colour mask, overlay), timing each stage. Colouring and blending
+run in OpenCV's uint8 kernels on one thread each (``cv2.setNumThreads(1)``): on a 2-core CPU
+every extra OpenCV or decoder thread takes a core from the network.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from rtseg.errors import RtsegError
+from rtseg.inference import Segmenter
+
+#: What a frame can be rendered as.
+OUTPUTS = ("labels", "color", "overlay", "json")
+
+
+@dataclass
+class FrameTiming:
+    """Milliseconds per stage of one frame."""
+
+    decode_ms: float = 0.0
+    network_ms: float = 0.0
+    render_ms: float = 0.0
+    encode_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 2) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SegmentedFrame:
+    mask: np.ndarray  # (H, W) uint8 class indices at the frame's size
+    timing: FrameTiming = field(default_factory=FrameTiming)
+
+
+def quiet_opencv() -> None:
+    """One OpenCV thread: its kernels here are small, and its pool would compete with the
+    network's intra-op threads for the cores (measured: see the README's video section)."""
+    cv2.setNumThreads(1)
+
+
+class FrameSegmenter:
+    """Segment frames and render them, reusing the class-colour lookup tables."""
+
+    def __init__(self, seg: Segmenter) -> None:
+        self.seg = seg
+        palette = seg.classes.palette_array()  # (256, 3) RGB
+        # cv2.applyColorMap with a user table: (256, 1, 3) BGR (and an RGB one for RGB frames).
+        self.lut_bgr = np.ascontiguousarray(palette[:, ::-1].reshape(256, 1, 3))
+        self.lut_rgb = np.ascontiguousarray(palette.reshape(256, 1, 3))
+        self.pil_palette = palette.reshape(-1).tolist()
+
+    # ------------------------------------------------------------------ decode / segment
+
+    @staticmethod
+    def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+        """Encoded image bytes (PNG, JPEG, BMP, WebP, TIFF) -> (H, W, 3) RGB uint8."""
+        buf = np.frombuffer(data, dtype=np.uint8)
+        if max_pixels is not None:
+            # The header alone (PIL reads sizes lazily): refuse a decompression bomb before
+            # decoding it.
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    w, h = im.size
+            except Exception:  # not readable by PIL: OpenCV below decides
+                w = h = 0
+            if w * h > max_pixels:
+                raise FrameTooLarge(f"image of {w}x{h} pixels is larger than {max_pixels} pixels")
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
+        if bgr is None:
+            raise NotAnImage("not an image: expected PNG, JPEG, BMP, WebP or TIFF bytes")
+        if max_pixels is not None and bgr.shape[0] * bgr.shape[1] > max_pixels:
+            raise FrameTooLarge(f"image of {bgr.shape[1]}x{bgr.shape[0]} pixels is larger than "
+                                f"{max_pixels} pixels")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def segment(self, rgb: np.ndarray) -> SegmentedFrame:
+        """(H, W, 3) RGB uint8 -> class indices at the frame's size, with the network time."""
+        start = time.perf_counter()
+        mask = self.seg.predict(rgb)
+        return SegmentedFrame(mask, FrameTiming(network_ms=(time.perf_counter() - start) * 1000))
+
+    # ------------------------------------------------------------------ render
+
+    def color(self, mask: np.ndarray, bgr: bool = False) -> np.ndarray:
+        """(H, W) class indices -> (H, W, 3) colour mask (RGB, or BGR for OpenCV)."""
+        return cv2.applyColorMap(mask, self.lut_bgr if bgr else self.lut_rgb)
+
+    def overlay(self, frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5, bgr: bool = False) -> np.ndarray:
+        """The colour mask blended onto the frame (same channel order as ``frame``)."""
+        return cv2.addWeighted(frame, 1.0 - alpha, self.color(mask, bgr), alpha, 0.0)
+
+    def fractions(self, mask: np.ndarray) -> list[dict]:
+        """Per class: name, RGB colour and the share of the frame's pixels."""
+        counts = np.bincount(mask.ravel(), minlength=self.seg.num_classes)[: self.seg.num_classes]
+        total = max(int(mask.size), 1)
+        return [{"id": i, "name": name, "color": list(map(int, self.seg.classes.palette[i])),
+                 "fraction": round(int(c) / total, 5)}
+                for i, (name, c) in enumerate(zip(self.seg.class_names, counts))]
+
+    # ------------------------------------------------------------------ encode
+
+    def labels_png(self, mask: np.ndarray) -> bytes:
+        """Class indices as a palette PNG: each pixel's value is its class id, and the embedded
+        palette shows the class colours in any image viewer or browser."""
+        im = Image.fromarray(mask, mode="L")
+        im.putpalette(self.pil_palette)  # turns the image into mode P, values unchanged
+        out = io.BytesIO()
+        im.save(out, format="PNG", compress_level=1)
+        return out.getvalue()
+
+    @staticmethod
+    def png(rgb: np.ndarray) -> bytes:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:  # pragma: no cover - OpenCV always encodes PNG
+            raise RtsegError("cannot encode PNG")
+        return buf.tobytes()
+
+    def render(self, rgb: np.ndarray, frame: SegmentedFrame, output: str, alpha: float = 0.5) -> bytes:
+        """PNG bytes of ``output`` (labels, color or overlay) for a segmented RGB frame."""
+        start = time.perf_counter()
+        if output == "labels":
+            data = self.labels_png(frame.mask)
+            frame.timing.encode_ms += (time.perf_counter() - start) * 1000
+            return data
+        image = self.color(frame.mask) if output == "color" else self.overlay(rgb, frame.mask, alpha)
+        mid = time.perf_counter()
+        frame.timing.render_ms += (mid - start) * 1000
+        data = self.png(image)
+        frame.timing.encode_ms += (time.perf_counter() - mid) * 1000
+        return data
+
+
+class NotAnImage(RtsegError):
+    """The bytes do not decode as an image."""
+
+
+class FrameTooLarge(RtsegError):
+    """The image has more pixels than allowed."""

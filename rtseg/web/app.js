@@ -1,0 +1,185 @@
+// rtseg web page: upload / drag-and-drop / sample -> POST /v1/segment; live mode (camera or a
+// video file) -> frames over the WebSocket /v1/stream, one frame in flight at a time.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const views = { input: $("input"), overlay: $("overlay"), mask: $("mask") };
+const state = { input: null, mask: null, opacity: 0.5, ws: null, stream: null, live: false,
+                frames: 0, fps: 0, fpsTimes: [], lastResult: null };
+window.rtseg = state;  // inspected by the browser test
+
+function status(text) { $("status").textContent = text || ""; }
+
+async function loadModel() {
+  const r = await fetch("/v1/model");
+  const m = await r.json();
+  const h = await (await fetch("/health")).json();
+  $("model").textContent = `${m.name}, ${m.class_names.length} classes, ${h.device}` +
+    (h.compiled ? ", compiled" : "");
+}
+
+function draw() {
+  if (!state.input) return;
+  const w = state.input.width, h = state.input.height;
+  for (const c of Object.values(views)) { if (c.width !== w || c.height !== h) { c.width = w; c.height = h; } }
+  views.input.getContext("2d").drawImage(state.input, 0, 0);
+  const over = views.overlay.getContext("2d");
+  over.globalAlpha = 1;
+  over.drawImage(state.input, 0, 0);
+  if (state.mask) {
+    over.globalAlpha = state.opacity;
+    over.drawImage(state.mask, 0, 0, w, h);
+    over.globalAlpha = 1;
+    views.mask.getContext("2d").drawImage(state.mask, 0, 0, w, h);
+  }
+}
+
+function legend(classes) {
+  const body = $("legend").querySelector("tbody");
+  body.innerHTML = "";
+  for (const c of [...classes].sort((a, b) => b.fraction - a.fraction)) {
+    const row = body.insertRow();
+    const sw = document.createElement("span");
+    sw.className = "swatch";
+    sw.style.background = `rgb(${c.color.join(",")})`;
+    row.insertCell().appendChild(sw);
+    row.insertCell().textContent = c.name;
+    row.insertCell().textContent = (100 * c.fraction).toFixed(1) + " %";
+  }
+}
+
+function serverTiming(t) {
+  return `decode ${t.decode_ms.toFixed(1)} ms, network ${t.network_ms.toFixed(1)} ms, ` +
+         `encode ${t.encode_ms.toFixed(1)} ms`;
+}
+
+function loadImage(src) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error("cannot load the mask"));
+    img.src = src;
+  });
+}
+
+async function show(result, input) {
+  // HTTP replies carry the labels PNG in base64, the live stream as a data URL.
+  state.mask = await loadImage(result.mask || "data:image/png;base64," + result.mask_png);
+  state.input = input;
+  state.lastResult = result;
+  legend(result.classes);
+  $("server").textContent = serverTiming(result.timing);
+  draw();
+}
+
+async function segmentBlob(blob) {
+  stopLive();
+  status("");
+  let input;
+  try { input = await createImageBitmap(blob); } catch (e) { status("not an image this browser can read"); return; }
+  const t0 = performance.now();
+  const r = await fetch("/v1/segment?output=json&mask=true", { method: "POST", body: blob,
+                        headers: { "Content-Type": blob.type || "application/octet-stream" } });
+  const result = await r.json();
+  if (!r.ok) { status(result.error || `error ${r.status}`); return; }
+  await show(result, input);
+  $("latency").textContent = `${(performance.now() - t0).toFixed(0)} ms (upload, segment, download)`;
+}
+
+// ---------------------------------------------------------------------------- live mode
+
+const grab = document.createElement("canvas");
+
+function sendFrame() {
+  const video = $("video");
+  if (!state.live || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+  if (!video.videoWidth) { setTimeout(sendFrame, 50); return; }
+  const scale = Math.min(1, 480 / video.videoWidth);  // the network's working size
+  grab.width = Math.round(video.videoWidth * scale);
+  grab.height = Math.round(video.videoHeight * scale);
+  grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
+  const frame = document.createElement("canvas");
+  frame.width = grab.width; frame.height = grab.height;
+  frame.getContext("2d").drawImage(grab, 0, 0);
+  state.pending = { frame, t0: performance.now() };
+  grab.toBlob((blob) => { if (state.ws && state.live) state.ws.send(blob); }, "image/jpeg", 0.85);
+}
+
+async function onResult(event) {
+  const result = JSON.parse(event.data);
+  const pending = state.pending;
+  if (result.error) { status(result.error); setTimeout(sendFrame, 200); return; }
+  await show(result, pending.frame);
+  const now = performance.now();
+  state.frames += 1;
+  state.fpsTimes = [...state.fpsTimes.filter((t) => now - t < 2000), now];
+  state.fps = state.fpsTimes.length > 1 ? 1000 * (state.fpsTimes.length - 1) / (now - state.fpsTimes[0]) : 0;
+  $("fps").textContent = `${state.fps.toFixed(1)} (end to end, ${state.frames} frames)`;
+  $("latency").textContent = `${(now - pending.t0).toFixed(0)} ms per frame (round trip)`;
+  sendFrame();
+}
+
+function startLive(kind) {
+  stopLive();
+  status("");
+  state.live = true; state.frames = 0; state.fpsTimes = [];
+  $("stop").disabled = false;
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  state.ws = new WebSocket(`${proto}://${location.host}/v1/stream`);
+  state.ws.onmessage = onResult;
+  state.ws.onopen = () => sendFrame();
+  state.ws.onclose = () => { if (state.live) status("the live connection closed"); };
+  state.ws.onerror = () => status("the live connection failed");
+}
+
+function stopLive() {
+  state.live = false;
+  if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  if (state.stream) { state.stream.getTracks().forEach((t) => t.stop()); state.stream = null; }
+  const video = $("video");
+  video.pause();
+  $("stop").disabled = true;
+}
+
+$("camera").onclick = async () => {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
+    const video = $("video");
+    video.srcObject = stream;
+    await video.play();
+    startLive("camera");
+    state.stream = stream;
+  } catch (e) { status("camera unavailable: " + e.message); }
+};
+
+$("videofile").onchange = async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  const video = $("video");
+  video.srcObject = null;
+  video.src = URL.createObjectURL(file);
+  video.loop = true;
+  try { await video.play(); startLive("video"); } catch (err) { status("cannot play this video: " + err.message); }
+};
+
+$("stop").onclick = stopLive;
+
+// ---------------------------------------------------------------------------- still images
+
+$("file").onchange = (e) => { if (e.target.files[0]) segmentBlob(e.target.files[0]); };
+$("sample").onclick = async () => segmentBlob(await (await fetch("/static/sample.jpg")).blob());
+$("opacity").oninput = (e) => {
+  state.opacity = e.target.value / 100;
+  $("opacity-value").textContent = `${e.target.value}%`;
+  draw();
+};
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dragging");
+  const file = e.dataTransfer.files[0];
+  if (file) segmentBlob(file);
+});
+
+loadModel().catch(() => status("cannot reach the server"));

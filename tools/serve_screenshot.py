@@ -1,0 +1,38 @@
+"""Screenshot of the rtseg web page for the README: a real server, headless Chromium, the
+sample frame segmented.
+
+    python tools/serve_screenshot.py docs/serve.png
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import browser  # noqa: E402
+
+from rtseg.serve import ServerProcess  # noqa: E402
+
+
+def main(out: str) -> None:
+    if browser.missing():
+        raise SystemExit(browser.missing())
+    with ServerProcess(["--threads", "2"]) as url:
+        driver = browser.open_browser(1500, 860)
+        try:
+            driver.get(url + "/")
+            browser.wait_for(driver, "document.getElementById('model').textContent.includes('enet')")
+            driver.find_element("id", "sample").click()
+            browser.wait_for(driver, "window.rtseg.lastResult")
+            browser.wait_for(driver, browser.OVERLAY_DIFFERS)
+            driver.save_screenshot(out)
+        finally:
+            driver.quit()
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "docs/serve.png")

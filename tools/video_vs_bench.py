@@ -1,0 +1,58 @@
+"""How close ``rtseg video`` comes to the network-only speed of ``rtseg bench`` on this machine:
+alternating runs (the machine drifts over minutes), same weights, backend and threads.
+
+    python tools/video_vs_bench.py SOURCE [--repeats 3] [--threads 2] [--json OUT]
+
+SOURCE: a video file or a folder of frames. Prints and writes each run and the ratio of the
+medians: video FPS overall / network-only FPS (1000 / bench median ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="video file or folder of frames")
+    p.add_argument("--weights", default="enet-camvid", help="default enet-camvid")
+    p.add_argument("--threads", default="2", help="default 2")
+    p.add_argument("--repeats", type=int, default=3, help="alternating bench / video pairs (default 3)")
+    p.add_argument("--compile", action="store_true", help="torch-compile backend / rtseg video --compile")
+    p.add_argument("--json", default=None, metavar="OUT")
+    args = p.parse_args()
+    rtseg = [sys.executable, "-m", "rtseg"]
+    backend = "torch-compile" if args.compile else "torch"
+    bench_fps, video_fps, runs = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            out = Path(tmp) / "b.json"
+            subprocess.run([*rtseg, "bench", "--weights", args.weights, "--backend", backend, "--threads",
+                            args.threads, "--iters", "60", "--json", str(out)], check=True, capture_output=True)
+            bench = json.loads(out.read_text())
+            done = subprocess.run([*rtseg, "video", args.source, "--weights", args.weights, "--threads", args.threads,
+                                   "--out", str(Path(tmp) / "v.mp4"), *(["--compile"] if args.compile else [])],
+                                  check=True, capture_output=True, text=True)
+            overall = float(done.stdout.split(" FPS overall")[0].rsplit(",", 1)[-1])
+            bench_fps.append(1000 / bench["median_ms"])
+            video_fps.append(overall)
+            runs.append({"bench_median_ms": bench["median_ms"], "video_fps_overall": overall,
+                         "video_summary": done.stdout.strip().splitlines()[1:]})
+            print(f"run {i + 1}: network alone {bench_fps[-1]:.1f} FPS, video {overall:.1f} FPS overall", flush=True)
+    ratio = statistics.median(video_fps) / statistics.median(bench_fps)
+    result = {"source": args.source, "weights": args.weights, "backend": backend, "threads": int(args.threads),
+              "network_fps_median": round(statistics.median(bench_fps), 1),
+              "video_fps_median": round(statistics.median(video_fps), 1), "ratio": round(ratio, 3), "runs": runs}
+    print(f"video / network-only: {100 * ratio:.0f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
