@@ -14,8 +14,7 @@ Every command of the ``rtseg`` CLI is a plain function here::
     >>> rtseg.train("configs/enet_camvid.yaml", ["schedule.epochs=10"])  # rtseg train
 """
 
-__version__ = "0.1.0"
-
+from rtseg._version import __version__  # noqa: E402
 from rtseg.checkpoint import shipped_models  # noqa: E402
 from rtseg.class_weights import compute_class_weights, dataset_info  # noqa: E402
 from rtseg.compress import prune  # noqa: E402

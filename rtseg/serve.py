@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from rtseg import __version__
+from rtseg._version import __version__
 from rtseg.errors import RtsegError
 from rtseg.inference import Segmenter, load_model
 from rtseg.streaming import OUTPUTS, FrameSegmenter, FrameTooLarge, NotAnImage, quiet_opencv

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rtseg"
 #: Lowest layer first. A module may import its own layer or lower ones, never a higher one.
 LAYERS = [
     # 0: the bottom: no rtseg module above these
-    ("rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.config",
+    ("rtseg._version", "rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.config",
      "rtseg.datasets", "rtseg.metrics", "rtseg.checkpoint", "rtseg.models", "rtseg.class_weights",
      "rtseg.visualize"),
     # 1: engine and deploy, and the one weights loader they share

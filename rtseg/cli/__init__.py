@@ -30,7 +30,7 @@ run 'rtseg COMMAND --help' for every option of a command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rtseg import __version__
+    from rtseg._version import __version__
     from rtseg.cli import (bench, class_weights, datasets, evaluate, export, predict, prune, serve, train,
                            video)
 
