@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class VideoSource:
     fps: float
     total: int | None
     frames: Iterator[np.ndarray] = field(repr=False)
+    #: A camera: frames arrive in real time, so latency matters more than throughput.
+    live: bool = False
 
 
 def open_source(spec: str, fps: float | None = None) -> VideoSource:
@@ -39,7 +42,9 @@ def open_source(spec: str, fps: float | None = None) -> VideoSource:
         cap = cv2.VideoCapture(int(spec))
         if not cap.isOpened():
             raise RtsegError(f"camera {spec} cannot be opened")
-        return _from_capture(cap, f"camera {spec}", fps or cap.get(cv2.CAP_PROP_FPS) or 30.0, None)
+        source = _from_capture(cap, f"camera {spec}", fps or cap.get(cv2.CAP_PROP_FPS) or 30.0, None)
+        source.live = True
+        return source
     path = Path(spec)
     if path.is_dir() or any(c in spec for c in "*?["):
         files = expand_image_inputs([spec])
@@ -118,13 +123,18 @@ def _lower_priority() -> None:
 
 def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str | Path | None = None,
                   alpha: float = 0.5, queue_size: int = 8, progress: bool = True,
-                  labels_only: bool = False) -> dict:
+                  labels_only: bool = False, batch: int | None = None) -> dict:
     """Decode -> segment -> overlay + encode, overlapped; every frame is written, in order, at
     the source frame rate, with the measured network FPS drawn on it. The video is written to a
     temporary file and renamed when complete. ``labels_only``: ``out`` is a folder that gets one
     class-index PNG per frame (``frame_000000.png``, ...; palette PNGs, written atomically) and no
-    video. A compiled model compiles on the first frame before the clock starts. Returns
-    per-stage wall time, each stage's CPU time and the process's CPU use."""
+    video. A compiled model compiles on the first frame before the clock starts.
+
+    ``batch``: frames per network pass (default: 2 for files and folders, 1 for a camera, where
+    latency matters). Two frames per pass are ~17% cheaper per frame than one on a 2-core CPU
+    (ENet eager: 27.5 against 33.3 ms); a short last batch is padded with its last frame, so a
+    compiled network sees one shape. Returns per-stage wall time, each stage's CPU time and
+    the process's CPU use."""
     from rtseg.streaming import FrameSegmenter, quiet_opencv
 
     quiet_opencv()
@@ -138,10 +148,13 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
              "frames_out": 0, "decode_cpu_s": 0.0, "write_cpu_s": 0.0}
     errors: list[BaseException] = []
     gif_frames: list[np.ndarray] = []
+    batch = batch or (1 if source.live else 2)
+    if batch < 1:
+        raise RtsegError(f"--batch {batch}: expected 1 or more")
     it = iter(source.frames)
     first = next(it, None)
     if first is not None and getattr(seg, "compiled", False):
-        seg.predict(first)  # compile now, outside every timing, so the FPS drawn is the network's
+        seg.predict_batch([first] * batch)  # compile now, outside every timing: the FPS drawn is the network's
 
     def reader() -> None:
         _lower_priority()
@@ -209,28 +222,48 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
                 vw.release()
 
     threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
+    # Eager PyTorch takes the GIL for every one of the network's few hundred ops; the decode and
+    # encode threads must hand it back quickly when they hold it (default: after up to 5 ms).
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
     wall, cpu = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     bar = progress_bar(total=source.total, desc="video", unit="frame", enabled=progress)
     recent: list[float] = []
+    pending: list[np.ndarray] = []
+
+    def run_batch() -> None:
+        padded = pending + [pending[-1]] * (batch - len(pending))
+        start = time.perf_counter()
+        masks = seg.predict_batch(padded)
+        dt = time.perf_counter() - start
+        stats["inference_s"] += dt * len(pending) / len(padded)
+        for frame, mask in zip(pending, masks):
+            recent.append(dt / len(padded))
+            del recent[:-30]
+            predicted.put((frame, mask, len(recent) / sum(recent)))
+            bar.update(1)
+        pending.clear()
+
     try:
         while True:
             frame = decoded.get()
             if frame is _END:
                 break
-            start = time.perf_counter()
-            mask = seg.predict(frame)
-            dt = time.perf_counter() - start
-            stats["inference_s"] += dt
-            recent = (recent + [dt])[-30:]
-            predicted.put((frame, mask, len(recent) / sum(recent)))
-            bar.update(1)
+            if pending and frame.shape != pending[0].shape:
+                run_batch()  # frames of another size: a batch holds one size
+            pending.append(frame)
+            if len(pending) == batch:
+                run_batch()
+        if pending:
+            run_batch()
     finally:
         predicted.put(_END)
         for t in threads:
             t.join()
         bar.close()
+        sys.setswitchinterval(switch_interval)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if errors:
         partial.unlink(missing_ok=True)
@@ -252,8 +285,8 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
 
 def process_video(source: str, out: str | Path, weights: str | Path | None = None, *, device: str = "auto",
                   compile: bool = False, threads: int = 0, gif: str | Path | None = None, alpha: float = 0.5,
-                  fps: float | None = None, labels_only: bool = False, show_progress: bool = True,
-                  on_ready=None) -> dict:
+                  fps: float | None = None, labels_only: bool = False, batch: int | None = None,
+                  show_progress: bool = True, on_ready=None) -> dict:
     """``rtseg video``: a video file, a folder or glob of frames, or a camera index -> a video
     with the prediction overlaid and the measured FPS drawn (see :func:`segment_video`).
     Bad inputs and outputs fail before the model loads. ``on_ready(segmenter)`` is called once
@@ -265,4 +298,5 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     seg = load_model(weights, device=device, compile=compile, threads=threads)
     if on_ready is not None:
         on_ready(seg)
-    return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=show_progress, labels_only=labels_only)
+    return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=show_progress, labels_only=labels_only,
+                         batch=batch)

@@ -22,6 +22,9 @@ def register(sub) -> None:
                         "into the --out folder, and no video")
     p.add_argument("--gif", default=None, metavar="OUT.gif", help="also write an animated GIF (half size)")
     p.add_argument("--fps", type=float, default=None, help="frame rate for frame folders (default 10) or override")
+    p.add_argument("--batch", type=int, default=None,
+                   help="frames per network pass (default 2 for files and folders: cheaper per frame; "
+                        "1 for a camera: lower latency)")
     options.add_inference(p, "frame")
     p.set_defaults(func=run)
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     stats = process_video(args.input, args.out, args.weights, device=args.device, compile=args.compile,
                           threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps,
-                          labels_only=args.labels_only, on_ready=announce)
+                          labels_only=args.labels_only, batch=args.batch, on_ready=announce)
     n = stats["frames_out"]
     what = "class-index PNGs" if stats["labels_only"] else f"frames at {stats['source_fps']:.1f} fps"
     print(f"{n} {what} -> {stats['output']}")
