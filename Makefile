@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install test test-browser bench bench-serve demo serve clean
+.PHONY: install test test-browser bench bench-serve zoo demo serve clean
 
 install: $(STAMP)
 
@@ -33,8 +33,18 @@ test-browser: install
 	$(PY) -m pytest -q tests/test_browser.py -rs
 
 # Load test of rtseg serve: 200 requests from 16 concurrent clients against a real server.
-bench-serve: install
+bench-# docs/model_zoo.md and its plot; measures CPU latency for models missing from bench/zoo_latency.json
+# (python tools/zoo.py --measure re-measures all).
+zoo: install
+	$(PY) tools/zoo.py
+
+serve: install
 	$(PY) tools/serve_load.py --requests 200 --concurrency 16 --json bench/serve_load.json
+
+# docs/model_zoo.md and its plot; measures CPU latency for models missing from bench/zoo_latency.json
+# (python tools/zoo.py --measure re-measures all).
+zoo: install
+	$(PY) tools/zoo.py
 
 serve: install
 	$(VENV)/bin/rtseg serve

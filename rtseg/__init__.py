@@ -27,7 +27,8 @@ from rtseg.inference import Segmenter, load_model, predict  # noqa: E402
 from rtseg.models import create_model, list_models  # noqa: E402
 from rtseg.video import process_video  # noqa: E402
 from rtseg.weights import load_weights  # noqa: E402
+from rtseg.zoo import model_table  # noqa: E402
 
 __all__ = ["Segmenter", "__version__", "benchmark", "compute_class_weights", "create_model", "dataset_info",
-           "evaluate", "export", "list_models", "load_model", "load_weights", "predict", "process_video", "prune",
+           "evaluate", "export", "list_models", "load_model", "load_weights", "model_table", "predict", "process_video", "prune",
            "resize_dataset", "shipped_models", "train"]

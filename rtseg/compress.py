@@ -34,6 +34,9 @@ def _require_torch_pruning():
 def ignored_layers(model: nn.Module) -> list[nn.Module]:
     """Layers whose output channels must stay: each model lists them (class outputs, and for
     ENet the channels tied to max-unpooling indices and zero-padding)."""
+    refusal = getattr(model, "pruning_refusal", None)
+    if refusal:
+        raise RtsegError(f"{type(model).__name__} cannot be filter-pruned: {refusal}")
     if not hasattr(model, "pruning_ignored_layers"):
         raise RtsegError(f"{type(model).__name__} does not say which layers pruning must keep "
                          "(define pruning_ignored_layers())")

@@ -78,6 +78,10 @@ class LossConfig:
     class_weights: Literal["mfb", "enet", "none"] = "none"
     #: Weights of the model's auxiliary outputs (aux1, aux2, ...), e.g. ICNet's cascade.
     aux_weights: list[float] = field(default_factory=list)
+    #: Models with a boundary output (PIDNet): weight of the balanced boundary BCE and of the
+    #: cross-entropy on the pixels the boundary head marks (the paper's 20 and 1).
+    boundary_weight: float = 20.0
+    boundary_ce_weight: float = 1.0
 
 
 @dataclass

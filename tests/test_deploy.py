@@ -21,7 +21,7 @@ from rtseg.deploy.export import export_onnx, export_torchscript
 from rtseg.deploy.fold import PReLUAsMax, count_batchnorms, fold_batchnorm, prelu_as_max
 from rtseg.models import create_model
 
-SIZES = {"enet": (45, 61), "erfnet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
+SIZES = {"bisenetv2": (45, 61), "ddrnet23_slim": (45, 61), "pidnet_s": (45, 61), "enet": (45, 61), "erfnet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
          "pspnet50": (45, 61)}
 
 
@@ -69,7 +69,10 @@ def test_onnx_export_parity(name, tmp_path):
     report = export_onnx(_trained_like(name), tmp_path / "m.onnx", SIZES[name])  # raises on divergence
     assert report["parity"]["pixel_agreement"] >= 0.999
     # ENet and ERFNet keep the BNs that follow a concatenation (conv | max-pool): nothing to fold into.
-    assert "BatchNormalization" not in report["ops"] or name in ("enet", "erfnet")
+    # BN after a conv is folded; pre-activation BN (BN-ReLU-conv heads and pyramid pooling) and
+    # ENet/ERFNet's BN after concatenations have no conv before them to fold into.
+    assert "BatchNormalization" not in report["ops"] or name in ("enet", "erfnet", "bisenetv2", "ddrnet23_slim",
+                                                                  "pidnet_s")
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -284,3 +287,20 @@ def test_reuse_freed_memory_stops_page_faults_on_every_forward_pass():
     default, reused = faults("0"), faults("1")
     assert default > 1000  # every forward pass page-faults its activations in again
     assert reused < default / 10
+
+
+@pytest.mark.parametrize("name", ["ddrnet23_slim", "pidnet_s"])
+def test_pyramid_pooling_networks_export_dynamic_onnx(name, tmp_path):
+    # Adaptive pooling with sizes that do not divide is the usual export pitfall of pyramid
+    # pooling: these use fixed pools and a global mean, so a dynamic graph traced at one size
+    # must match PyTorch at another (export_onnx checks a second, non-divisible size itself).
+    report = export_onnx(_trained_like(name), tmp_path / "m.onnx", (64, 96), dynamic=True)
+    assert "height" in report["dynamic_axes"] and report["parity"]["inputs"] == 3
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((1, 3, 45, 61)).astype(np.float32)
+    with torch.no_grad():
+        expected = _trained_like(name)(torch.from_numpy(x)).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert got.shape == expected.shape and (got.argmax(1) == expected.argmax(1)).mean() > 0.999

@@ -132,3 +132,15 @@ def test_iterative_pruning_fine_tunes_between_steps(trained, few_camvid, tmp_pat
     n_small = sum(v.numel() for k, v in small["state_dict"].items() if k.endswith("weight"))
     n_full = sum(v.numel() for k, v in load_checkpoint(trained)["state_dict"].items() if k.endswith("weight"))
     assert n_small < 0.8 * n_full
+
+
+def test_train_api_takes_a_recipe_and_overrides(few_camvid, tmp_path):
+    summary = rtseg.train(REPO / "configs" / "enet_camvid.yaml",
+                          [f"data.data_root={few_camvid}", f"run.out_dir={tmp_path / 'run'}", "data.crop=[64,96]",
+                           "data.batch_size=3", "data.val_batch_size=2", "run.progress=false", "schedule.epochs=1",
+                           "data.train_split=train/-0006R0"])
+    assert summary["epochs"] == 1 and (tmp_path / "run" / "best.pt").is_file()
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")["config"]
+    assert saved["data"]["train_split"] == "train/-0006R0" and saved["data"]["crop"] == [64, 96]
+    with pytest.raises(rtseg.errors.ConfigError, match="overrides apply to a YAML recipe"):
+        rtseg.train(load_config(None), ["optim.lr=1"])

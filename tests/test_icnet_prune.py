@@ -14,6 +14,7 @@ from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.deploy.bench import count_flops, count_params
 from rtseg.engine.losses import SegmentationLoss
+from rtseg.errors import RtsegError
 from rtseg.models import create_model
 from rtseg.models._resnet import DilatedResNet50
 from rtseg.weights import model_from_checkpoint
@@ -98,6 +99,11 @@ def test_prune_makes_a_smaller_model_that_reloads(name, tmp_path):
     classes = CAMVID.__class__(CAMVID.names[:4], CAMVID.palette[:4])
     save_checkpoint(make_checkpoint(model, name, {}, classes, (0.5,) * 3, (0.5,) * 3, input_size=[64, 96]), path)
     out = tmp_path / "pruned.pt"
+    if getattr(model, "pruning_refusal", None):  # a clear refusal with the reason, nothing written
+        with pytest.raises(RtsegError, match="cannot be filter-pruned: .*torch-pruning"):
+            rtseg.prune(path, 0.5, out)
+        assert not out.exists()
+        return
     returned = rtseg.prune(path, 0.5, out, json_path=tmp_path / "r.json")  # size: the checkpoint's
     report = json.loads((tmp_path / "r.json").read_text())
     assert report == json.loads(json.dumps(returned)) and report["size"] == [64, 96]

@@ -19,7 +19,7 @@ LAYERS = [
      "rtseg.datasets", "rtseg.metrics", "rtseg.checkpoint", "rtseg.models", "rtseg.class_weights",
      "rtseg.visualize"),
     # 1: engine and deploy, and the one weights loader they share
-    ("rtseg.weights", "rtseg.engine", "rtseg.deploy", "rtseg.compress"),
+    ("rtseg.weights", "rtseg.engine", "rtseg.deploy", "rtseg.compress", "rtseg.zoo"),
     # 2: running trained models on images, video and datasets
     ("rtseg.inference", "rtseg.evaluation", "rtseg.streaming", "rtseg.video", "rtseg.serve"),
     # 3: the command line and the package's front door

@@ -174,3 +174,49 @@ def test_enet_gradient_checkpointing_gives_the_same_gradients():
     b(x)["out"].sum().backward()
     for (n, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.allclose(pa.grad, pb.grad, atol=1e-5, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("name, params, published", [
+    # Parameters counted for inference (auxiliary / booster / boundary heads left out), with the
+    # 19 Cityscapes classes, against each paper's table.
+    ("ddrnet23_slim", 5_695_987, 5.7e6),
+    ("pidnet_s", 7_625_715, 7.6e6),
+    ("bisenetv2", 3_358_627, None),  # the paper gives no count; 3.36 M with the 1024-wide head
+])
+def test_new_networks_match_their_papers(name, params, published):
+    from rtseg.deploy.bench import count_flops
+
+    heads = {"ddrnet23_slim": {"aux_head": False}, "pidnet_s": {"aux_heads": False}, "bisenetv2": {"boosters": False}}
+    model = create_model(name, num_classes=19, **heads[name])
+    n = sum(p.numel() for p in model.parameters())
+    assert n == params
+    if published:
+        assert abs(n - published) / published < 0.01
+    if name != "bisenetv2":
+        # GFLOPs at 1024x2048 as the papers count them (multiply-adds): DDRNet-23-slim 36.3,
+        # PIDNet-S 47.6. Counted on the meta device: shapes only, no arithmetic.
+        published_gmacs = {"ddrnet23_slim": 36.3, "pidnet_s": 47.6}[name]
+        with torch.device("meta"):
+            meta_model = create_model(name, num_classes=19, **heads[name])
+        gmacs = count_flops(meta_model, (1024, 2048), device="meta") / 2e9
+        assert abs(gmacs - published_gmacs) / published_gmacs < 0.02, gmacs
+
+
+def test_pidnet_boundary_losses():
+    from rtseg.engine.losses import balanced_bce, boundary_targets
+
+    labels = torch.zeros(1, 12, 12, dtype=torch.long)
+    labels[:, :, 6:] = 3  # one vertical edge between columns 5 and 6
+    edges = boundary_targets(labels)[0, 0]
+    assert edges[:, 4:8].all() and not edges[:, :4].any() and not edges[:, 8:].any()  # a 4-pixel band
+    # Balanced BCE: both classes weigh the same in total, so predicting all-background is punished.
+    all_background = balanced_bce(torch.full((1, 1, 12, 12), -5.0), edges[None, None])
+    right = balanced_bce(torch.where(edges > 0, 5.0, -5.0)[None, None], edges[None, None])
+    assert all_background > 10 * right
+    model = create_model("pidnet_s", num_classes=4).train()
+    out = model(torch.randn(2, 3, 48, 64))
+    assert set(out) == {"out", "aux1", "boundary"} and out["boundary"].shape == (2, 1, 48, 64)
+    target = torch.randint(0, 4, (2, 48, 64))
+    with_boundary = SegmentationLoss(aux_weights=[0.4])(out, target)
+    without = SegmentationLoss(aux_weights=[0.4])({k: v for k, v in out.items() if k != "boundary"}, target)
+    assert with_boundary > without

@@ -31,15 +31,15 @@ run 'rtseg COMMAND --help' for every option of a command."""
 
 def build_parser() -> argparse.ArgumentParser:
     from rtseg._version import __version__
-    from rtseg.cli import (bench, class_weights, datasets, evaluate, export, predict, prune, serve, train,
-                           video)
+    from rtseg.cli import (bench, class_weights, datasets, evaluate, export, models, predict, prune, serve,
+                           train, video)
 
     parser = argparse.ArgumentParser(
         prog="rtseg", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Real-time semantic segmentation: train, evaluate, predict, export.")
     parser.add_argument("--version", action="version", version=f"rtseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (train, predict, evaluate, class_weights, datasets, export, bench, video, prune, serve):
+    for command in (train, predict, evaluate, class_weights, datasets, export, bench, video, prune, serve, models):
         command.register(sub)
     return parser
 

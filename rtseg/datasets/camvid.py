@@ -29,8 +29,17 @@ VOID_ID = 11
 SPLITS = ("train", "val", "test", "trainval")
 
 
+def _sequence(path: Path) -> str:
+    """The recording a frame comes from: '0006R0_f02310.png' -> '0006R0' ('Seq05VD', ...)."""
+    return path.name.split("_")[0]
+
+
 class CamVid(SegmentationDataset):
-    """CamVid (SegNet layout). ``split`` is train, val, test, or trainval (train + val)."""
+    """CamVid (SegNet layout). ``split`` is train, val, test, or trainval (train + val),
+    optionally narrowed to recordings: ``train/-0006R0`` drops sequence 0006R0 from train,
+    ``train/0006R0`` keeps only it (frame names start with their sequence). Val covers only
+    0016E5, which train covers too; a whole sequence held out of training (say 0006R0) is a
+    better guide to unseen streets."""
 
     classes = CLASSES
     label_lut = id_lut({**{i: i for i in range(11)}, VOID_ID: IGNORE_INDEX})
@@ -41,10 +50,20 @@ class CamVid(SegmentationDataset):
     def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
                  cache: bool = False) -> None:
         root = require_dir(Path(root), "CamVid root")
-        if split not in SPLITS:
-            raise DatasetError(f"CamVid has no split {split!r}: expected one of {', '.join(SPLITS)}")
-        parts = ("train", "val") if split == "trainval" else (split,)
+        base, _, sequences = split.partition("/")
+        if base not in SPLITS:
+            raise DatasetError(f"CamVid has no split {split!r}: expected one of {', '.join(SPLITS)}, optionally "
+                               "with /SEQ or /-SEQ (e.g. train/-0006R0)")
+        parts = ("train", "val") if base == "trainval" else (base,)
         samples = []
         for part in parts:
             samples += pair_by_stem(root / part, root / f"{part}annot", lambda p: p.name)
+        if sequences:
+            drop = sequences.startswith("-")
+            wanted = set(sequences.lstrip("-").split(","))
+            found = {_sequence(s.image) for s in samples}
+            if not wanted <= found:
+                raise DatasetError(f"CamVid {base} has no sequence {sorted(wanted - found)[0]!r}: it holds "
+                                   f"{', '.join(sorted(found))}")
+            samples = [s for s in samples if (_sequence(s.image) in wanted) != drop]
         super().__init__(samples, transform, cache, description=f"CamVid {split} ({root})")

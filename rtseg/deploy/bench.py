@@ -26,14 +26,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model: nn.Module, size: tuple[int, int]) -> float:
+def count_flops(model: nn.Module, size: tuple[int, int], device: str | torch.device = "cpu") -> float:
     """Floating-point operations of one (1, 3, H, W) forward pass (a multiply-add counts 2), as
-    counted by torch's FlopCounterMode (convolutions and matrix products)."""
+    counted by torch's FlopCounterMode (convolutions and matrix products). ``device="meta"``
+    (a model built under ``torch.device("meta")``) counts from shapes alone, without computing:
+    instant even for FCN8s-VGG16 at 1024x2048."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model.eval()(torch.zeros(1, 3, *size))
+        model.eval()(torch.zeros(1, 3, *size, device=device))
     return float(counter.get_total_flops())
 
 
@@ -302,6 +304,7 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
             model = loaded.model
             meta = metadata_from_checkpoint(loaded.checkpoint, size)
     else:
+        torch.manual_seed(0)  # the same random network in every run (and its export checks alike)
         model = create_model(model_name, num_classes=num_classes)
         classes, mean, std = _random_classes(num_classes), IMAGENET_MEAN, IMAGENET_STD
     calibration = None

@@ -299,7 +299,8 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
         cw = compute_class_weights(d.dataset, d.train_split, cfg.loss.class_weights, d.data_root,
                                    progress=cfg.run.progress)
         weight = torch.tensor(cw["weights"], dtype=torch.float32, device=device)
-    loss_fn = SegmentationLoss(weight, cfg.loss.aux_weights).to(device)
+    loss_fn = SegmentationLoss(weight, cfg.loss.aux_weights, boundary_weight=cfg.loss.boundary_weight,
+                               boundary_ce_weight=cfg.loss.boundary_ce_weight).to(device)
 
     optimizer = build_optimizer(cfg, model)
     # Per-iteration LambdaLR (poly, step, constant, warm-up) and the per-epoch plateau rule would

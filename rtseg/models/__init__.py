@@ -12,18 +12,24 @@ from typing import Callable
 
 from torch import nn
 
+from rtseg.models.bisenetv2 import bisenetv2
+from rtseg.models.ddrnet import ddrnet23_slim
 from rtseg.models.enet import enet
 from rtseg.models.erfnet import erfnet
 from rtseg.models.fcn8s import fcn8s, fcn8s_mobilenetv3
 from rtseg.models.icnet import icnet
+from rtseg.models.pidnet import pidnet_s
 from rtseg.models.pspnet import pspnet50
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "bisenetv2": bisenetv2,
+    "ddrnet23_slim": ddrnet23_slim,
     "enet": enet,
     "erfnet": erfnet,
     "fcn8s": fcn8s,
     "fcn8s_mobilenetv3": fcn8s_mobilenetv3,
     "icnet": icnet,
+    "pidnet_s": pidnet_s,
     "pspnet50": pspnet50,
 }
 

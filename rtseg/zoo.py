@@ -1,0 +1,51 @@
+"""The model zoo: every architecture with its size and cost, and the trained weights that ship
+(``rtseg models``, ``rtseg.model_table()``; ``docs/model_zoo.md`` is built from it by
+``make zoo``)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rtseg.checkpoint import SHIPPED_WEIGHTS, load_checkpoint
+from rtseg.deploy.bench import count_flops
+from rtseg.models import create_model, list_models
+
+#: Sizes the table reports GFLOPs at: CamVid's 360x480 and Cityscapes' 1024x2048.
+TABLE_SIZES = ((360, 480), (1024, 2048))
+
+
+def inference_parameters(model: nn.Module, size: tuple[int, int] = (64, 96)) -> int:
+    """Parameters of the modules an eval-mode forward pass uses: auxiliary, booster and
+    boundary heads (training only) are left out. Traced on the meta device (no arithmetic)."""
+    used: set[int] = set()
+    hooks = [m.register_forward_hook(lambda mod, *_: used.add(id(mod))) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, *size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    params = {id(p): p for m in model.modules() if id(m) in used for p in m.parameters(recurse=False)}
+    return sum(p.numel() for p in params.values())
+
+
+def shipped_for(model_name: str) -> list[str]:
+    """Shipped weights (``--weights NAME``) of an architecture."""
+    return [name for name in sorted(SHIPPED_WEIGHTS) if load_checkpoint(name)["model"]["name"] == model_name]
+
+
+def model_table(num_classes: int = 11, sizes: tuple[tuple[int, int], ...] = TABLE_SIZES) -> list[dict]:
+    """One row per architecture: inference parameters and GFLOPs (a multiply-add counts 2) at
+    each size for ``num_classes`` outputs, counted from shapes on the meta device, and the
+    shipped weights."""
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):
+            model = create_model(name, num_classes=num_classes).eval()
+        row = {"model": name, "params": inference_parameters(model)}
+        for h, w in sizes:
+            row[f"gflops_{h}x{w}"] = round(count_flops(model, (h, w), device="meta") / 1e9, 2)
+        row["shipped"] = shipped_for(name)
+        rows.append(row)
+    return rows
