@@ -272,6 +272,18 @@ def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = Non
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """A clear error when the server could not listen on ``host``:``port``."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as e:
+        raise RtsegError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+
+
 def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           compile: bool = False, threads: int = 0, workers: int = 1, limits: ServeLimits | None = None,
           log_level: str = "info") -> None:
@@ -279,6 +291,7 @@ def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: i
     _require_serve_extra()
     import uvicorn
 
+    check_address(host, port)  # a port in use is an error before the model loads, not after
     app = create_app(weights=weights, device=device, compile=compile, threads=threads, workers=workers,
                      limits=limits)
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws="auto")

@@ -148,7 +148,8 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
              "frames_out": 0, "decode_cpu_s": 0.0, "write_cpu_s": 0.0}
     errors: list[BaseException] = []
     gif_frames: list[np.ndarray] = []
-    batch = batch or (1 if source.live else 2)
+    if batch is None:
+        batch = 1 if source.live else 2
     if batch < 1:
         raise RtsegError(f"--batch {batch}: expected 1 or more")
     it = iter(source.frames)
@@ -293,6 +294,8 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     the model is loaded (the CLI announces compilation there). Returns per-stage timings."""
     if labels_only and gif:
         raise RtsegError("--gif shows overlays: it cannot go with --labels-only")
+    if batch is not None and batch < 1:
+        raise RtsegError(f"--batch {batch}: expected 1 or more")
     frames = open_source(str(source), fps=fps)  # fails before any work on a bad input
     check_output(Path(out), labels_only)
     seg = load_model(weights, device=device, compile=compile, threads=threads)

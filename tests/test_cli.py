@@ -98,6 +98,17 @@ def test_bad_inputs_give_one_clear_line(enet_ckpt, tiny_camvid, tmp_path, capsys
                                                 str(tmp_path / "x.onnx")])
     assert "--runs 0" in error(["bench", "--model", "enet", "--runs", "0"])
     assert "--threads -1" in error(["predict", str(corrupt), "--threads", "-1", "--out", str(tmp_path / "o")])
+    assert "has no sequence 'XYZ'" in error(["eval", "--weights", str(enet_ckpt), "--dataset", "camvid", "--data-root",
+                                             str(tiny_camvid), "--split", "val/XYZ"])
+    assert "--batch 0" in error(["video", "nowhere.mp4", "--out", str(tmp_path / "v.mp4"), "--batch", "0"])
+    assert "--workers 0" in error(["serve", "--workers", "0"])
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        assert "cannot listen there" in error(["serve", "--port", port])
 
 
 def test_worker_errors_reach_the_cli_as_one_line(enet_ckpt, tiny_camvid, capsys):

@@ -38,14 +38,18 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rtseg.errors import RtsegError
-    from rtseg.serve import ServeLimits, serve
+    from rtseg.serve import ServeLimits, check_address, serve
 
     if not 0 <= args.port <= 65535:
         raise RtsegError(f"--port {args.port}: expected 0-65535")
+    if args.workers < 1 or args.queue < 0:
+        raise RtsegError(f"--workers {args.workers} --queue {args.queue}: expected at least 1 worker and a queue "
+                         "of 0 or more")
     if args.max_mb <= 0 or args.max_pixels <= 0 or args.max_batch <= 0:
         raise RtsegError("--max-mb, --max-pixels and --max-batch must be positive")
     limits = ServeLimits(max_bytes=int(args.max_mb * 2**20), max_pixels=args.max_pixels,
                          max_batch=args.max_batch, queue=args.queue)
+    check_address(args.host, args.port)
     print(f"rtseg serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True)
     serve(args.weights, host=args.host, port=args.port, device=args.device, compile=args.compile,
           threads=args.threads, workers=args.workers, limits=limits, log_level=args.log_level)
