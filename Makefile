@@ -33,12 +33,7 @@ test-browser: install
 	$(PY) -m pytest -q tests/test_browser.py -rs
 
 # Load test of rtseg serve: 200 requests from 16 concurrent clients against a real server.
-bench-# docs/model_zoo.md and its plot; measures CPU latency for models missing from bench/zoo_latency.json
-# (python tools/zoo.py --measure re-measures all).
-zoo: install
-	$(PY) tools/zoo.py
-
-serve: install
+bench-serve: install
 	$(PY) tools/serve_load.py --requests 200 --concurrency 16 --json bench/serve_load.json
 
 # docs/model_zoo.md and its plot; measures CPU latency for models missing from bench/zoo_latency.json
