@@ -181,16 +181,16 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         start = time.perf_counter()
         mask = seg.predict(image)
         seconds.append(time.perf_counter() - start)
+        files = outputs(path)
         if output_format == "cityscapes":
             # Official label ids, named so the evaluator finds <city>_<seq>_<frame>*.png.
             from rtseg.datasets.cityscapes import train_ids_to_label_ids
 
-            save_png(train_ids_to_label_ids(mask), out / f"{path.stem}.png")
+            save_png(train_ids_to_label_ids(mask), files[0])
             continue
         colour = seg.colorize(mask)
-        save_png(mask, out / f"{path.stem}_labels.png")
-        save_png(colour, out / f"{path.stem}_mask.png")
-        save_png(seg.overlay(image, mask, alpha), out / f"{path.stem}_overlay.png")
+        for image_out, file in zip((mask, colour, seg.overlay(image, mask, alpha)), files):
+            save_png(image_out, file)
         if gif:
             gif_frames.append(panel(image, colour))
     gif_path = None

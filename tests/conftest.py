@@ -60,13 +60,18 @@ def tiny_camvid(tmp_path) -> Path:
     return write_camvid(tmp_path / "camvid")
 
 
-@pytest.fixture(scope="session")
-def few_camvid(camvid_root, tmp_path_factory) -> Path:
-    """6 train + 2 val real CamVid frames at 96x128 (labels nearest), in the CamVid layout."""
-    root = tmp_path_factory.mktemp("few") / "camvid"
-    for split, n in (("train", 6), ("val", 2)):
-        for img in sorted((camvid_root / split).glob("*.png"))[:n * 20:20]:
+def copy_camvid_frames(camvid_root: Path, root: Path, counts: dict[str, int], step: int) -> Path:
+    """Every ``step``-th real CamVid frame, ``counts[split]`` per split, resized to 96x128 (labels
+    nearest), in the CamVid layout under ``root``."""
+    for split, n in counts.items():
+        for img in sorted((camvid_root / split).glob("*.png"))[:n * step:step]:
             for sub, resample in ((split, Image.BILINEAR), (f"{split}annot", Image.NEAREST)):
                 (root / sub).mkdir(parents=True, exist_ok=True)
                 Image.open(camvid_root / sub / img.name).resize((128, 96), resample).save(root / sub / img.name)
     return root
+
+
+@pytest.fixture(scope="session")
+def few_camvid(camvid_root, tmp_path_factory) -> Path:
+    """6 train + 2 val real CamVid frames at 96x128 (labels nearest), in the CamVid layout."""
+    return copy_camvid_frames(camvid_root, tmp_path_factory.mktemp("few") / "camvid", {"train": 6, "val": 2}, 20)

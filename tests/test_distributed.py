@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import rtseg
-from conftest import save_png
+from conftest import copy_camvid_frames, save_png
 from rtseg.checkpoint import load_checkpoint
 from rtseg.config import load_config
 from rtseg.engine.distributed import DistInfo, first_slurm_host, from_env, shard_batches
@@ -35,13 +34,7 @@ def torchrun(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def dist_camvid(camvid_root, tmp_path_factory) -> Path:
     """8 train + 5 val real CamVid frames at 96x128: an odd val count, so batches of 2 split 2/1."""
-    root = tmp_path_factory.mktemp("dist") / "camvid"
-    for split, n in (("train", 8), ("val", 5)):
-        for img in sorted((camvid_root / split).glob("*.png"))[:n * 15:15]:
-            for sub, resample in ((split, Image.BILINEAR), (f"{split}annot", Image.NEAREST)):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-                Image.open(camvid_root / sub / img.name).resize((128, 96), resample).save(root / sub / img.name)
-    return root
+    return copy_camvid_frames(camvid_root, tmp_path_factory.mktemp("dist") / "camvid", {"train": 8, "val": 5}, 15)
 
 
 def _overrides(root: Path, out: Path, epochs: int) -> list[str]:
