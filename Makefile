@@ -22,8 +22,11 @@ bench: install
 	$(VENV)/bin/rtseg bench --suite --threads 2 --calibrate camvid:train:32 --json bench/results.json --markdown bench/results.md
 	# Training throughput, ENet at its recipe's 240x320 crops, global batch 8: one process with 2
 	# threads against two DDP processes (torchrun, gloo) with 1 thread each.
-	$(VENV)/bin/rtseg bench --model enet --train-throughput --size 240x320 --batch 8 --threads 2 --processes 1 --steps 20 --json bench/train_throughput_1x2.json
-	$(VENV)/bin/rtseg bench --model enet --train-throughput --size 240x320 --batch 4 --threads 1 --processes 2 --steps 20 --json bench/train_throughput_2x1.json
+	$(VENV)/bin/rtseg bench --model enet --train-throughput --train-path eager --size 240x320 --batch 8 --threads 2 --processes 1 --steps 20 --json bench/train_throughput_1x2.json
+	$(VENV)/bin/rtseg bench --model enet --train-throughput --train-path eager --size 240x320 --batch 4 --threads 1 --processes 2 --steps 20 --json bench/train_throughput_2x1.json
+	# rtseg's training path (channels-last, bf16 where the CPU has it, compiled) against plain
+	# float32 eager PyTorch: ENet, batch 4, 360x480, 2 threads, 3 fresh processes each, alternating.
+	$(VENV)/bin/rtseg bench --model enet --train-throughput --train-path both --runs 3 --size 360x480 --batch 4 --threads 2 --steps 10 --json bench/train_speedup.json
 
 # The browser test drives Debian's headless Chromium (Selenium, fake camera); it skips in
 # `make test` where Chromium is missing. This installs Chromium and runs it.

@@ -90,9 +90,13 @@ class RunConfig:
     seed: int = 0
     #: auto = CUDA when available, else CPU.
     device: str = "auto"
-    #: Mixed precision where the device supports it (CUDA).
+    #: Mixed precision in training where the device computes it natively: float16 on CUDA,
+    #: bfloat16 on CPUs with AVX512-BF16 / AMX (validation stays float32 on the CPU).
     amp: bool = True
     channels_last: bool = True
+    #: torch.compile the training network (inductor): the first steps compile (ENet: about 2 min
+    #: on 2 cores), then each step runs fused kernels. See README "Training speed".
+    compile: bool = False
     grad_checkpoint: bool = False
     #: Distributed runs (torchrun) on GPUs: BatchNorm statistics over the global batch instead
     #: of each process's (PyTorch's SyncBatchNorm, CUDA only). Checkpoints keep plain BatchNorm.

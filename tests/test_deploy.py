@@ -304,3 +304,29 @@ def test_pyramid_pooling_networks_export_dynamic_onnx(name, tmp_path):
         expected = _trained_like(name)(torch.from_numpy(x)).numpy()
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     assert got.shape == expected.shape and (got.argmax(1) == expected.argmax(1)).mean() > 0.999
+
+
+def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt, tiny_camvid, tmp_path):
+    from rtseg.models.enet import ENet
+
+    report = rtseg.export(enet_ckpt, tmp_path / "q.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
+                          data_root=tiny_camvid, sensitivity="camvid:val:2")
+    int8 = report["int8"]
+    assert int8["keep_float"] == list(ENet.int8_keep_float)  # the model's default
+    assert 0 <= int8["parity_on_sensitivity_frames"]["pixel_agreement"] <= 1
+    rows = int8["sensitivity"]
+    assert rows[0]["float_module"] is None and rows[0]["gain"] == 0
+    modules = {name for name, child in ENet(11).named_children() if list(child.parameters())}
+    assert {r["float_module"] for r in rows[1:]} == modules
+    gains = [r["gain"] for r in rows[1:]]
+    assert gains == sorted(gains, reverse=True)
+    for r in rows[1:]:
+        assert r["gain"] == pytest.approx(r["pixel_agreement"] - rows[0]["pixel_agreement"], abs=2e-5)
+    every = rtseg.export(enet_ckpt, tmp_path / "all.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
+                         data_root=tiny_camvid, keep_float=[])
+    assert every["int8"]["keep_float"] == [] and len(every["int8"]["float_nodes"]) < len(int8["float_nodes"])
+    with pytest.raises(RtsegError, match="--sensitivity 'camvid:val'"):
+        rtseg.export(enet_ckpt, tmp_path / "x.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
+                     data_root=tiny_camvid, sensitivity="camvid:val")
+    with pytest.raises(RtsegError, match="--sensitivity measures int8"):
+        rtseg.export(enet_ckpt, tmp_path / "x.onnx", sensitivity="camvid:val:2")

@@ -147,7 +147,10 @@ def test_slurm_environment():
 
 
 def test_training_throughput_bench_in_two_processes():
-    one = rtseg.benchmark("enet", train_throughput=True, size=(32, 48), batch=4, steps=2, threads=1)
-    two = rtseg.benchmark("enet", train_throughput=True, processes=2, size=(32, 48), batch=2, steps=2, threads=1)
+    # The eager path: the compiled one would spend minutes compiling in each process.
+    one = rtseg.benchmark("enet", train_throughput=True, size=(32, 48), batch=4, steps=2, threads=1,
+                          train_path="eager")
+    two = rtseg.benchmark("enet", train_throughput=True, processes=2, size=(32, 48), batch=2, steps=2, threads=1,
+                          train_path="eager")
     assert (one["processes"], two["processes"]) == (1, 2) and two["batch_per_process"] == 2
     assert one["images_per_s"] > 0 and two["images_per_s"] > 0 and two["threads"] == 1

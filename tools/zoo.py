@@ -87,18 +87,19 @@ def build() -> None:
               "Val is CamVid's val split (sequence 0016E5, which train also covers: it flatters). *Held out* is "
               "a whole sequence kept out of training (0006R0, 101 frames: `--split train/0006R0` after training on "
               "`train/-0006R0`), the better guide to unseen streets. Train time: the sum of the epochs' training "
-              "time on one CPU thread.", "",
-              "| model | recipe | epochs | train time | val mIoU | held-out 0006R0 mIoU | CPU ms (torch) |",
+              "time on the given CPU threads (2-thread runs: bfloat16 and `run.compile`, see the README's "
+              "training speed).", "",
+              "| model | recipe | epochs | train time (threads) | val mIoU | held-out 0006R0 mIoU | CPU ms (torch) |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for t in trained:
         lat = latency.get(t["model"], {}).get("torch", {}).get("median_ms")
         held = f"{t['heldout_miou']:.1f}" if t.get("heldout_miou") is not None else "-"
-        minutes = f"{t['train_minutes']:.0f} min" if t.get("train_minutes") else "-"
-        lines.append(f"| `{t['model']}` | `{t['recipe']}` | {t['epochs']} | {minutes} | "
+        minutes = f"{t['train_minutes']:.0f} min ({t.get('threads', 1)})" if t.get("train_minutes") else "-"
+        lines.append(f"| `{t.get('label', t['model'])}` | `{t['recipe']}` | {t['epochs']} | {minutes} | "
                      f"{t['val_miou']:.1f} | {held} | {lat if lat else '-'} |")
     lines += ["", "Commands:", ""]
     for t in trained:
-        lines += [f"- `{t['model']}` ({t['note']}):", "", "  ```bash", *[f"  {c}" for c in t["commands"]], "  ```", ""]
+        lines += [f"- `{t.get('label', t['model'])}` ({t['note']}):", "", "  ```bash", *[f"  {c}" for c in t["commands"]], "  ```", ""]
     lines += ["![val mIoU against CPU latency](model_zoo_plot.png)", ""]
     DOC.write_text("\n".join(lines))
     plot(trained, latency)
@@ -117,7 +118,7 @@ def plot(trained: list[dict], latency: dict) -> None:
         if ms is None:
             continue
         ax.scatter(ms, t["val_miou"], s=60)
-        label = f"{t['model']} ({t['epochs']} ep)"
+        label = f"{t.get('label', t['model'])} ({t['epochs']} ep)"
         ax.annotate(label, (ms, t["val_miou"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
         if t.get("heldout_miou") is not None:
             ax.scatter(ms, t["heldout_miou"], s=40, marker="x", color="black")

@@ -37,6 +37,10 @@ def register(sub) -> None:
     p.add_argument("--processes", type=int, default=1,
                    help="--train-throughput: DDP processes started with torchrun, --threads each (default 1)")
     p.add_argument("--steps", type=int, default=20, help="--train-throughput: timed steps (default 20)")
+    p.add_argument("--train-path", choices=("rtseg", "eager", "both"), default="rtseg",
+                   help="--train-throughput: rtseg = channels-last, native mixed precision (bf16 on CPUs with "
+                        "AVX512-BF16/AMX), compiled; eager = plain float32 NCHW eager PyTorch; both = each in "
+                        "--runs fresh processes, alternating, and the speed-up (default rtseg)")
     p.add_argument("--batch", type=int, default=2,
                    help="--train, --train-throughput: batch size per process (default 2)")
     p.add_argument("--grad-checkpoint", action="store_true", help="--train: gradient checkpointing on")
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     iters=args.iters, runs=args.runs, num_classes=args.num_classes, calibrate=args.calibrate,
                     data_root=args.data_root, train=args.train, batch=args.batch,
                     grad_checkpoint=args.grad_checkpoint, train_throughput=args.train_throughput,
-                    processes=args.processes, steps=args.steps)
+                    processes=args.processes, steps=args.steps, train_path=args.train_path)
     options.write_json(args.json, row)
     print(json.dumps({k: v for k, v in row.items() if k != "machine"}, indent=2))
     return 0

@@ -25,7 +25,12 @@ def register(sub) -> None:
     p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")
     p.add_argument("--keep-float", default=None, metavar="NAMES",
                    help="int8: comma-separated module paths (substrings of weight names, e.g. classifier,up5) "
-                        "or node names whose nodes stay in float")
+                        "or node names whose nodes stay in float; none = quantise every layer (default: the "
+                        "model's own list, measured with --sensitivity; ENet: initial,down1,stage1)")
+    p.add_argument("--sensitivity", default=None, metavar="DATASET:SPLIT:N",
+                   help="int8: also quantise once per top-level module with that module alone in float and "
+                        "report how much each raises pixel agreement with PyTorch on these frames (best from "
+                        "sequences the calibration did not see, e.g. camvid:train/0006R0:16); slow")
     options.add_threads(p)
     p.add_argument("--out", required=True, metavar="PATH", help="the exported file")
     p.set_defaults(func=run)
@@ -36,11 +41,27 @@ def run(args: argparse.Namespace) -> int:
 
     report = export(args.weights, args.out, format=args.format, size=options.parse_size(args.size),
                     dynamic=args.dynamic, argmax=args.argmax, int8=args.int8, calibrate=args.calibrate,
-                    data_root=args.data_root, keep_float=[k for k in (args.keep_float or "").split(",") if k],
-                    threads=args.threads)
+                    data_root=args.data_root, keep_float=_keep_float(args.keep_float),
+                    sensitivity=args.sensitivity, threads=args.threads)
     par = report.get("int8", {}).get("parity_on_calibration_frames") or report.get("parity", {})
     size = report["size"]
     print(f"exported {report['format']}{' int8' if args.int8 else ''} -> {args.out} ({report['file_mb']} MB), "
           f"size {size[0]}x{size[1]}, parity: max |diff| {par.get('max_abs_diff', float('nan')):.2g}, "
           f"{100 * par.get('pixel_agreement', float('nan')):.3f}% pixels agree")
+    int8 = report.get("int8", {})
+    if "parity_on_sensitivity_frames" in int8:
+        print(f"on the --sensitivity frames ({int8['sensitivity_frames']}): "
+              f"{100 * int8['parity_on_sensitivity_frames']['pixel_agreement']:.3f}% pixels agree; "
+              "pixel agreement with one module in float:")
+        for row in int8["sensitivity"]:
+            print(f"  {row['float_module'] or '(all int8)':<14} {100 * row['pixel_agreement']:7.3f}%  "
+                  f"{100 * row['gain']:+.3f}")
     return 0
+
+
+def _keep_float(value: str | None) -> list[str] | None:
+    if value is None:
+        return None  # the model's default
+    if value.strip().lower() == "none":
+        return []
+    return [k for k in value.split(",") if k]

@@ -6,6 +6,8 @@ an architecture, single run, fresh-process repeats, training step); :func:`bench
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import platform
 import statistics
@@ -209,41 +211,61 @@ def training_step_memory(model: nn.Module, size: tuple[int, int], batch: int, gr
             "process_peak_before_mb": round(base, 1), "median_step_ms": round(statistics.median(times), 1)}
 
 
+#: Training paths ``rtseg bench --train-throughput --train-path`` measures.
+TRAIN_PATHS = ("rtseg", "eager")
+
+
 def training_throughput(model_name: str, size: tuple[int, int], batch: int, steps: int = 20, warmup: int = 3,
-                        num_classes: int = 11, channels_last: bool = True) -> dict:
+                        num_classes: int = 11, path: str = "rtseg") -> dict:
     """Training images/s of ``model_name`` on random frames: forward, cross-entropy (with the
-    model's auxiliary outputs), backward and an Adam step, ``batch`` frames per process. Inside a
-    torchrun launch the model is a DDP replica in every process (gloo on the CPU) and images/s
-    counts all processes; ``median_step_ms`` is rank 0's."""
+    model's auxiliary outputs), backward and an Adam step, ``batch`` frames per process.
+
+    ``path``: ``rtseg`` is what ``rtseg train`` runs with the recipe defaults plus
+    ``run.compile=true``: channels-last, mixed precision where the device computes it natively
+    (bf16 on CPUs with AVX512-BF16/AMX), the network compiled by inductor. ``eager`` is the plain
+    baseline: float32, NCHW, eager PyTorch, the same network. The warm-up steps (compilation
+    included) are timed apart as ``warmup_s``. Inside a torchrun launch the model is a DDP replica
+    in every process (gloo on the CPU) and images/s counts all processes; ``median_step_ms`` is
+    rank 0's."""
     from torch.nn.parallel import DistributedDataParallel
 
     from rtseg.engine import distributed
     from rtseg.engine.losses import SegmentationLoss
     from rtseg.models import create_model
+    from rtseg.runtime import autocast_dtype
 
+    if path not in TRAIN_PATHS:
+        raise RtsegError(f"--train-path {path!r}: expected one of {', '.join(TRAIN_PATHS)}")
+    fast = path == "rtseg"
     info, device = distributed.setup(torch.device("cpu"))
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=num_classes).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     net = DistributedDataParallel(model) if info.enabled else model
+    if fast:
+        net = torch.compile(net, dynamic=False)
+    amp_dtype = autocast_dtype(device) if fast else None
     torch.manual_seed(1 + info.rank)
-    x = torch.randn(batch, 3, *size)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, *size).contiguous(memory_format=memory_format)
     target = torch.randint(0, num_classes, (batch, *size))
-    out = model(x)
+    with torch.no_grad():
+        out = model(x)
     aux = sorted(k for k in out if k.startswith("aux")) if isinstance(out, dict) else []
     loss_fn = SegmentationLoss(aux_weights=[0.4] * len(aux))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(net(x), target).backward()
+        with torch.autocast("cpu", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+            outputs = net(x)
+        loss_fn(outputs, target).backward()
         optimizer.step()
 
+    warm_start = time.perf_counter()
     for _ in range(warmup):
         step()
+    warmup_s = time.perf_counter() - warm_start
     distributed.barrier()
     times, start = [], time.perf_counter()
     for _ in range(steps):
@@ -252,10 +274,49 @@ def training_throughput(model_name: str, size: tuple[int, int], batch: int, step
         times.append((time.perf_counter() - t) * 1000)
     distributed.barrier()
     elapsed = max(distributed.all_gather_objects(time.perf_counter() - start))
-    return {"mode": "train-throughput", "model": model_name, "size": list(size), "batch_per_process": batch,
-            "processes": info.world_size, "threads": torch.get_num_threads(), "steps": steps,
+    return {"mode": "train-throughput", "model": model_name, "path": path, "size": list(size),
+            "batch_per_process": batch, "processes": info.world_size, "threads": torch.get_num_threads(),
+            "channels_last": fast, "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "float32",
+            "compiled": fast, "steps": steps, "warmup_steps": warmup, "warmup_s": round(warmup_s, 1),
             "images_per_s": round(info.world_size * batch * steps / elapsed, 2),
             "median_step_ms": round(statistics.median(times), 1), "machine": machine_info()}
+
+
+def training_speedup(model_name: str, size: tuple[int, int], batch: int, steps: int, runs: int,
+                     threads: int, num_classes: int = 11, show_progress: bool = True) -> dict:
+    """rtseg's training path against the plain eager baseline (:func:`training_throughput`),
+    each in ``runs`` fresh processes, alternating (eager, rtseg, eager, ...) so both see the same
+    drift of a shared machine. Reports each path's median images/s and their ratio."""
+    import json
+    import subprocess
+    import sys
+
+    from rtseg.progress import progress
+
+    rows: dict[str, list[dict]] = {p: [] for p in TRAIN_PATHS}
+    order = [p for _ in range(runs) for p in ("eager", "rtseg")]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, path in enumerate(progress(order, desc="train bench runs", unit="run", enabled=show_progress)):
+            out = Path(tmp) / f"run{i}.json"
+            argv = ["--model", model_name, "--train-throughput", "--train-path", path, "--size", f"{size[0]}x{size[1]}",
+                    "--batch", str(batch), "--steps", str(steps), "--threads", str(threads),
+                    "--num-classes", str(num_classes), "--json", str(out)]
+            done = subprocess.run([sys.executable, "-m", "rtseg", "bench", *argv], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RtsegError(f"training bench run {i + 1}/{len(order)} ({path}) failed: "
+                                 f"{done.stderr.strip()[-500:]}")
+            rows[path].append(json.loads(out.read_text()))
+    summary: dict = {"mode": "train-speedup", "model": model_name, "size": list(size), "batch": batch,
+                     "threads": rows["eager"][0]["threads"], "steps": steps, "runs": runs}
+    for path, path_rows in rows.items():
+        rates = [r["images_per_s"] for r in path_rows]
+        summary[path] = {"images_per_s": round(statistics.median(rates), 2), "run_images_per_s": rates,
+                         "median_step_ms": round(statistics.median(r["median_step_ms"] for r in path_rows), 1),
+                         "warmup_s": round(statistics.median(r["warmup_s"] for r in path_rows), 1),
+                         **{k: path_rows[0][k] for k in ("channels_last", "amp", "compiled")}}
+    summary["speedup"] = round(summary["rtseg"]["images_per_s"] / summary["eager"]["images_per_s"], 2)
+    summary["machine"] = rows["rtseg"][0]["machine"]
+    return summary
 
 
 def _launch_torchrun(processes: int, argv: list[str]) -> dict:
@@ -363,7 +424,7 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
               backend: str = "torch", threads: int = 0, iters: int = 30, runs: int = 1, num_classes: int = 11,
               calibrate: str | None = None, data_root: str | Path | None = None, train: bool = False,
               batch: int = 2, grad_checkpoint: bool = False, train_throughput: bool = False, processes: int = 1,
-              steps: int = 20, show_progress: bool = True) -> dict:
+              steps: int = 20, train_path: str = "rtseg", show_progress: bool = True) -> dict:
     """``rtseg bench``: time ``weights`` (shipped name, checkpoint or ``.onnx``) or the
     architecture ``model`` with random weights (``num_classes`` outputs) on ``backend`` at batch 1.
 
@@ -371,7 +432,9 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
     ``runs`` > 1: that many fresh processes one after another, summarised by the median of their
     medians. ``train``: one training step's time and memory instead (``model`` only).
     ``train_throughput``: training images/s with ``batch`` frames per process over ``steps``
-    steps, in ``processes`` DDP processes (torchrun, ``threads`` each) (``model`` only)."""
+    steps, in ``processes`` DDP processes (torchrun, ``threads`` each) (``model`` only), on
+    ``train_path`` (rtseg's or the plain eager baseline; ``both``: each in ``runs`` fresh
+    processes, alternating, and their ratio)."""
     from rtseg.models import list_models
 
     if not model and not weights:
@@ -392,13 +455,19 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
 
         if not model:
             raise RtsegError("--train-throughput measures an architecture: give --model NAME")
+        if train_path not in (*TRAIN_PATHS, "both"):
+            raise RtsegError(f"--train-path {train_path!r}: expected one of {', '.join(TRAIN_PATHS)}, both")
+        if train_path == "both":
+            if processes > 1:
+                raise RtsegError("--train-path both compares one-process runs: leave out --processes")
+            return training_speedup(model, size, batch, steps, runs, threads, num_classes, show_progress)
         if processes > 1 and not from_env().enabled:
             return _launch_torchrun(processes, ["--model", model, "--train-throughput", "--size", f"{size[0]}x{size[1]}",
-                                                "--batch", str(batch), "--threads", str(threads),
-                                                "--steps", str(steps), "--num-classes", str(num_classes)])
+                                                "--batch", str(batch), "--threads", str(threads), "--steps", str(steps),
+                                                "--num-classes", str(num_classes), "--train-path", train_path])
         if threads > 0:
             torch.set_num_threads(threads)
-        return training_throughput(model, size, batch, steps, num_classes=num_classes)
+        return training_throughput(model, size, batch, steps, num_classes=num_classes, path=train_path)
     if train:
         from rtseg.models import create_model
 

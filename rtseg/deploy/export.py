@@ -221,12 +221,18 @@ def export_torchscript(model: nn.Module, path: str | Path, size: tuple[int, int]
 def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
            size: tuple[int, int] | list[int] | None = None, dynamic: bool = False, argmax: bool = False,
            int8: bool = False, calibrate: str | None = None, data_root: str | Path | None = None,
-           keep_float: list[str] | tuple[str, ...] = (), threads: int = 0) -> dict:
+           keep_float: list[str] | tuple[str, ...] | None = None, sensitivity: str | None = None,
+           threads: int = 0) -> dict:
     """``rtseg export``: weights (shipped name or checkpoint) -> ONNX or TorchScript at ``size``
     (default: the checkpoint's), BatchNorm folded, parity-checked against PyTorch (an
     :class:`ExportMismatchError` when they diverge). ``int8``: ONNX Runtime static quantisation
     calibrated on ``calibrate`` = "DATASET:SPLIT:N" real frames, ``keep_float`` module paths or
-    node names left in float. Writes ``out`` and ``out.json`` (the report) and returns the report."""
+    node names left in float (None: the model's ``int8_keep_float``, if it has one; ``[]``:
+    quantise everything). ``sensitivity`` = "DATASET:SPLIT:N" frames, ideally from sequences the
+    calibration did not see: also measure, for each top-level module, how much keeping it alone in
+    float raises the int8 model's pixel agreement with PyTorch on those frames, and report the
+    agreement of the exported model there. Writes ``out`` and ``out.json`` (the report) and
+    returns the report."""
     from rtseg.deploy.onnx_model import metadata_from_checkpoint
     from rtseg.weights import load_weights
 
@@ -236,6 +242,14 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
         raise RtsegError("--int8 needs --format onnx (quantisation runs in ONNX Runtime)")
     if int8 and not calibrate:
         raise RtsegError("--int8 needs --calibrate DATASET:SPLIT:N (real frames to calibrate on)")
+    if sensitivity and not int8:
+        raise RtsegError("--sensitivity measures int8 quantisation: add --int8 --calibrate DATASET:SPLIT:N")
+    if int8:
+        from rtseg.deploy.quantize import parse_calibration
+
+        parse_calibration(calibrate)
+        if sensitivity:
+            parse_calibration(sensitivity, option="--sensitivity")
     loaded = load_weights(weights, threads=threads)
     model = loaded.torch_model()
     size = loaded.size(size)
@@ -246,37 +260,74 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
     elif not int8:
         report = export_onnx(model, out, size, argmax=argmax, dynamic=dynamic, metadata=meta)
     else:
+        if keep_float is None:
+            keep_float = list(getattr(model, "int8_keep_float", ()))
         report = _export_int8(model, out, size, meta, argmax, dynamic, calibrate, data_root, loaded.mean,
-                              loaded.std, list(keep_float), threads)
+                              loaded.std, list(keep_float), threads, sensitivity)
     report.setdefault("file_mb", round(out.stat().st_size / 2**20, 3))
     atomic_write_text(str(out) + ".json", json.dumps(report, indent=2) + "\n")
     return report
 
 
 def _export_int8(model: nn.Module, out: Path, size: tuple[int, int], meta: dict, argmax: bool, dynamic: bool,
-                 calibrate: str, data_root, mean, std, keep_float: list[str], threads: int) -> dict:
+                 calibrate: str, data_root, mean, std, keep_float: list[str], threads: int,
+                 sensitivity: str | None = None) -> dict:
     """Float ONNX export, ONNX Runtime static int8 on real frames, then the int8 graph's own
-    parity check against PyTorch on the calibration frames."""
+    parity check against PyTorch on the calibration frames (and on the ``sensitivity`` frames,
+    with the per-module sensitivity, when given)."""
     import tempfile
 
     from rtseg.deploy.onnx_model import make_session
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
 
     dataset, split, n = parse_calibration(calibrate)
+    frames = calibration_frames(dataset, split, n, size, mean, std, data_root)
+    reference = ArgmaxHead(model) if argmax else model
+
+    def agreement(path: Path, inputs: list[np.ndarray]) -> ParityReport:
+        session = make_session(path, threads)
+        name = session.get_inputs()[0].name
+        return compare(reference, lambda a: session.run(None, {name: a})[0], [torch.from_numpy(f) for f in inputs],
+                       argmax)
+
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         report = export_onnx(model, float_path, size, argmax=argmax, dynamic=dynamic, metadata=meta)
-        frames = calibration_frames(dataset, split, n, size, mean, std, data_root)
         report["int8"] = quantize_int8(float_path, out, frames, keep_float=keep_float)
+        report["int8"]["keep_float"] = keep_float
         report["float_mb"] = round(float_path.stat().st_size / 2**20, 3)
+        if sensitivity:
+            s_dataset, s_split, s_n = parse_calibration(sensitivity, option="--sensitivity")
+            held_out = calibration_frames(s_dataset, s_split, s_n, size, mean, std, data_root)
+            report["int8"]["parity_on_sensitivity_frames"] = agreement(out, held_out).to_dict()
+            report["int8"]["sensitivity"] = _module_sensitivity(model, float_path, Path(tmp), frames, held_out,
+                                                                 agreement)
+            report["int8"]["sensitivity_frames"] = sensitivity
     report.update(path=str(out), file_mb=round(out.stat().st_size / 2**20, 3))
-    session = make_session(out, threads)
-    name = session.get_inputs()[0].name
-    reference = ArgmaxHead(model) if argmax else model
-    parity = compare(reference, lambda a: session.run(None, {name: a})[0],
-                     [torch.from_numpy(f) for f in frames[:4]], argmax)
+    parity = agreement(out, frames[:4])
     report["int8"]["parity_on_calibration_frames"] = parity.to_dict()
     if parity.pixel_agreement < INT8_MIN_PIXEL_AGREEMENT:
         raise ExportMismatchError(f"int8 model agrees with PyTorch on only {100 * parity.pixel_agreement:.1f}% "
                                   "of pixels; keep more layers in float (--keep-float)")
     return report
+
+
+def _module_sensitivity(model: nn.Module, float_path: Path, tmp: Path, frames: list[np.ndarray],
+                        held_out: list[np.ndarray], agreement) -> list[dict]:
+    """Pixel agreement with PyTorch on ``held_out`` of the fully quantised model and of the model
+    with each top-level module alone kept in float; sorted by the gain, largest first. A module's
+    gain is how much of the int8 error starts there (early layers pass theirs on)."""
+    from rtseg.deploy.quantize import quantize_int8
+    from rtseg.progress import progress
+
+    names = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
+    rows = []
+    for keep in progress([None, *names], desc="int8 sensitivity", unit="module"):
+        path = tmp / f"sens_{keep or 'all'}.onnx"
+        quantize_int8(float_path, path, frames, keep_float=[f"{keep}." ] if keep else [])
+        rows.append({"float_module": keep, "pixel_agreement": round(agreement(path, held_out).pixel_agreement, 5)})
+        path.unlink()
+    base = rows[0]["pixel_agreement"]
+    for row in rows:
+        row["gain"] = round(row["pixel_agreement"] - base, 5)
+    return [rows[0], *sorted(rows[1:], key=lambda r: -r["gain"])]

@@ -76,10 +76,13 @@ class SegmentationLoss(nn.Module):
         if len(aux_keys) != len(self.aux_weights):
             raise ValueError(f"the model returns auxiliary outputs {aux_keys} but loss.aux_weights "
                              f"has {len(self.aux_weights)} weights; give one weight per output")
-        loss = self._ce(outputs["out"].float(), target)
+        # Contiguous (NCHW) float32 logits: log-softmax over the channels of a channels-last
+        # tensor is 5x slower on the CPU (ENet, 4x11x360x480: 30 against 6 ms).
+        logits = outputs["out"].float().contiguous()
+        loss = self._ce(logits, target)
         for key, w in zip(aux_keys, self.aux_weights):
             if w:
-                loss = loss + w * self._ce(outputs[key].float(), target)
+                loss = loss + w * self._ce(outputs[key].float().contiguous(), target)
         if "boundary" in outputs:
             boundary = outputs["boundary"].float()  # (N, 1, H, W) logits
             labels = resize_labels(target, tuple(boundary.shape[-2:]))
@@ -87,5 +90,5 @@ class SegmentationLoss(nn.Module):
             confident = torch.sigmoid(boundary[:, 0].detach()) > 0.8
             edge_labels = torch.where(confident, labels, torch.full_like(labels, self.ignore_index))
             if self.boundary_ce_weight and bool((edge_labels != self.ignore_index).any()):
-                loss = loss + self.boundary_ce_weight * self._ce(outputs["out"].float(), edge_labels)
+                loss = loss + self.boundary_ce_weight * self._ce(logits, edge_labels)
         return loss

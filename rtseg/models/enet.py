@@ -257,6 +257,12 @@ class ENet(nn.Module):
         self.classifier = nn.ConvTranspose2d(16, num_classes, 3, stride=2, padding=1, output_padding=1)
         self.grad_checkpointing = False
 
+    #: Modules int8 export keeps in float unless told otherwise (``rtseg export --int8``): the
+    #: full- and half-resolution start of the encoder, where quantisation error is born and then
+    #: carried through the whole network. Measured with ``rtseg export --int8 --sensitivity`` on
+    #: the shipped model (see the README's int8 section).
+    int8_keep_float = ("initial.", "down1.", "stage1.")
+
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         """Recompute the 1/8-resolution bottlenecks in the backward pass instead of storing their
         activations (less memory, about one more forward pass of compute)."""
