@@ -330,3 +330,16 @@ def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt, tiny_cam
                      data_root=tiny_camvid, sensitivity="camvid:val")
     with pytest.raises(RtsegError, match="--sensitivity measures int8"):
         rtseg.export(enet_ckpt, tmp_path / "x.onnx", sensitivity="camvid:val:2")
+
+
+def test_parity_check_tolerates_a_moved_unpooling_position_only():
+    from rtseg.deploy.export import ExportMismatchError, ParityReport, check_parity
+
+    # limit = 1e-4 + 5e-3 * 30 = 0.1501: a few logits off by up to 10x the limit (a max-pool
+    # winner flipped by rounding), all others within it, classes the same: accepted.
+    check_parity(ParityReport(0.13, 1.0, 2, logit_scale=30.0, p9999_abs_diff=0.04))
+    for bad in (ParityReport(0.13, 1.0, 2, logit_scale=30.0, p9999_abs_diff=0.2),  # widespread
+                ParityReport(2.0, 1.0, 2, logit_scale=30.0, p9999_abs_diff=0.04),  # one gross error
+                ParityReport(0.01, 0.99, 2, logit_scale=30.0, p9999_abs_diff=0.01)):  # classes differ
+        with pytest.raises(ExportMismatchError):
+            check_parity(bad)
