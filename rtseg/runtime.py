@@ -5,6 +5,8 @@ they live below every one of them (``rtseg.inference`` re-exports them)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -49,6 +51,7 @@ def compile_for_inference(model: nn.Module):
     return torch.compile(model, dynamic=False, options={"freezing": True})
 
 
+@lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where oneDNN's bf16
     convolutions run about twice as fast as float32. Elsewhere bf16 is emulated and slower."""
@@ -69,6 +72,14 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def mixed_precision(device: torch.device, enabled: bool = True):
+    """The autocast context for a training step on ``device`` (:func:`autocast_dtype`), or a
+    no-op where mixed precision is off or would be emulated. ENet's CPU step in bf16: 1.3x eager,
+    2.3x compiled, over float32 channels-last (`rtseg bench --train-throughput`)."""
+    dtype = autocast_dtype(device) if enabled else None
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def set_threads(threads: int) -> None:

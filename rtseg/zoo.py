@@ -30,15 +30,16 @@ def inference_parameters(model: nn.Module, size: tuple[int, int] = (64, 96)) -> 
     return sum(p.numel() for p in params.values())
 
 
-def shipped_for(model_name: str) -> list[str]:
-    """Shipped weights (``--weights NAME``) of an architecture."""
-    return [name for name in sorted(SHIPPED_WEIGHTS) if load_checkpoint(name)["model"]["name"] == model_name]
+def shipped_architectures() -> dict[str, str]:
+    """Shipped weights (``--weights NAME``) -> the architecture they are for (each file read once)."""
+    return {name: load_checkpoint(name)["model"]["name"] for name in sorted(SHIPPED_WEIGHTS)}
 
 
 def model_table(num_classes: int = 11, sizes: tuple[tuple[int, int], ...] = TABLE_SIZES) -> list[dict]:
     """One row per architecture: inference parameters and GFLOPs (a multiply-add counts 2) at
     each size for ``num_classes`` outputs, counted from shapes on the meta device, and the
     shipped weights."""
+    shipped = shipped_architectures()
     rows = []
     for name in list_models():
         with torch.device("meta"):
@@ -46,6 +47,6 @@ def model_table(num_classes: int = 11, sizes: tuple[tuple[int, int], ...] = TABL
         row = {"model": name, "params": inference_parameters(model)}
         for h, w in sizes:
             row[f"gflops_{h}x{w}"] = round(count_flops(model, (h, w), device="meta") / 1e9, 2)
-        row["shipped"] = shipped_for(name)
+        row["shipped"] = [weights for weights, arch in shipped.items() if arch == name]
         rows.append(row)
     return rows

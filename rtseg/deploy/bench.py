@@ -6,8 +6,6 @@ an architecture, single run, fresh-process repeats, training step); :func:`bench
 
 from __future__ import annotations
 
-import contextlib
-
 import os
 import platform
 import statistics
@@ -232,7 +230,7 @@ def training_throughput(model_name: str, size: tuple[int, int], batch: int, step
     from rtseg.engine import distributed
     from rtseg.engine.losses import SegmentationLoss
     from rtseg.models import create_model
-    from rtseg.runtime import autocast_dtype
+    from rtseg.runtime import autocast_dtype, mixed_precision
 
     if path not in TRAIN_PATHS:
         raise RtsegError(f"--train-path {path!r}: expected one of {', '.join(TRAIN_PATHS)}")
@@ -257,7 +255,7 @@ def training_throughput(model_name: str, size: tuple[int, int], batch: int, step
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        with mixed_precision(device, enabled=fast):
             outputs = net(x)
         loss_fn(outputs, target).backward()
         optimizer.step()

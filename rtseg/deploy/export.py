@@ -333,11 +333,11 @@ def _module_sensitivity(model: nn.Module, float_path: Path, tmp: Path, frames: l
     from rtseg.deploy.quantize import quantize_int8
     from rtseg.progress import progress
 
-    names = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
+    names = [name for name, child in model.named_children() if next(child.parameters(), None) is not None]
     rows = []
     for keep in progress([None, *names], desc="int8 sensitivity", unit="module"):
         path = tmp / f"sens_{keep or 'all'}.onnx"
-        quantize_int8(float_path, path, frames, keep_float=[f"{keep}." ] if keep else [])
+        quantize_int8(float_path, path, frames, keep_float=[f"{keep}."] if keep else [])
         rows.append({"float_module": keep, "pixel_agreement": round(agreement(path, held_out).pixel_agreement, 5)})
         path.unlink()
     base = rows[0]["pixel_agreement"]

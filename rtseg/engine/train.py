@@ -11,7 +11,6 @@ import json
 import math
 import random
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +34,9 @@ from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
 from rtseg.models import create_model
 from rtseg.progress import progress as progress_bar
 from rtseg.progress import write as write_line
-from rtseg.runtime import autocast_dtype, class_map, select_device
+from rtseg.runtime import autocast_dtype, class_map, mixed_precision, select_device
 from rtseg.visualize import label_panel
 from rtseg.weights import model_from_checkpoint
-
-
-def _autocast(device: torch.device, enabled: bool):
-    # Mixed precision only where the hardware computes it natively: float16 on CUDA, bfloat16 on
-    # CPUs with AVX512-BF16/AMX (ENet's step: 1.3x eager, 2.3x compiled, over float32 channels-last;
-    # `rtseg bench --train-throughput`). Emulated bf16 would be slower than float32.
-    dtype = autocast_dtype(device) if enabled else None
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
@@ -63,7 +54,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with mixed_precision(device, amp):
             loss = loss_fn(model(images), targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at {desc}: lower optim.lr or check the labels")
@@ -110,7 +101,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
         if input_size is not None and tuple(input_size) != tuple(images.shape[-2:]):
             net_in = F.interpolate(images, size=tuple(input_size), mode="bilinear", align_corners=False,
                                    antialias=True)
-        with _autocast(device, amp):
+        with mixed_precision(device, amp):
             logits = model(net_in)  # (N, C, h, w)
         if logits.shape[-2:] != targets.shape[-2:]:
             logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
