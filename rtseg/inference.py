@@ -22,6 +22,61 @@ from rtseg.runtime import class_map, compile_for_inference, reuse_freed_memory, 
 from rtseg.visualize import overlay, panel, save_gif, save_png
 from rtseg.weights import load_weights
 
+#: Longest side over shortest side accepted. The working size scales the shorter side to the
+#: training resolution, so the work grows with the aspect ratio: 8:1 keeps ENet at 360x2880
+#: (6x the pixels of its 480x360 training frames) and is wider than street-scene cameras
+#: (CamVid 4:3, Cityscapes 2:1, a stitched three-camera panorama ~6:1). A 10x4000 strip would
+#: otherwise run at 360x144000 (8 GB, a minute); such inputs are refused, not silently squashed.
+MAX_ASPECT = 8.0
+#: Most pixels in an input image. The prediction is resized back to the input size as float
+#: logits (4 bytes x classes x pixels: 1.5 GB for 11 classes at this cap), so the input size
+#: bounds memory even when the network's work is bounded. 8K UHD (7680x4320) fits.
+MAX_INPUT_PIXELS = 8192 * 4096
+#: Most pixels the network runs at. With a recorded training resolution and MAX_ASPECT this
+#: only binds for large training sizes; without one (the input size is used as is) it keeps a
+#: huge image from running at full size: larger working sizes are scaled down to fit.
+MAX_WORKING_PIXELS = 4 * 2**20
+
+
+class ImageSizeError(RtsegError, ValueError):
+    """An input image outside the limits on its size or shape (see :data:`MAX_ASPECT`)."""
+
+
+class ImageTooLarge(ImageSizeError):
+    """More pixels than allowed (the server answers 413)."""
+
+
+class ImageTooThin(ImageSizeError):
+    """A longer side more than ``max_aspect`` times the shorter one (the server answers 422)."""
+
+
+def check_image_size(height: int, width: int, max_pixels: int = MAX_INPUT_PIXELS,
+                     max_aspect: float = MAX_ASPECT) -> None:
+    """An :class:`ImageSizeError` saying what was expected when an image of ``height`` x
+    ``width`` is empty, has more than ``max_pixels`` pixels or a more extreme aspect ratio than
+    ``max_aspect``:1. Sizes are reported as WIDTHxHEIGHT, as image tools do."""
+    if height < 1 or width < 1:
+        raise ImageTooThin(f"image of {width}x{height} pixels is empty")
+    if height * width > max_pixels:
+        raise ImageTooLarge(f"image of {width}x{height} pixels is larger than {max_pixels} pixels")
+    aspect = max(height, width) / min(height, width)
+    if aspect > max_aspect:
+        raise ImageTooThin(f"image of {width}x{height} pixels has an aspect ratio of {aspect:.0f}:1; "
+                           f"expected at most {max_aspect:g}:1 (the network works at a fixed shorter side, "
+                           "so a thin strip costs as much as a huge image)")
+
+
+def image_file_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from an image file's header without decoding it, or None when the header
+    cannot be read (the decoder then reports the problem)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except Exception:  # any unreadable header: read_image names the file and the problem
+        return None
+
 
 class Segmenter:
     """A trained model with what it needs to run on raw images.
@@ -30,6 +85,12 @@ class Segmenter:
     array of class indices (see :attr:`class_names` and :attr:`palette`). Images are resized so
     that their shorter side matches the training resolution (when the checkpoint records one),
     and the prediction is resized back to the input size.
+
+    The work per image is bounded: inputs with more than :attr:`max_pixels` pixels (default
+    :data:`MAX_INPUT_PIXELS`) or an aspect ratio beyond :attr:`max_aspect`:1 (default
+    :data:`MAX_ASPECT`) raise :class:`ImageTooLarge` / :class:`ImageTooThin`, and the working
+    size never exceeds :data:`MAX_WORKING_PIXELS`. Every caller (``rtseg predict``, ``rtseg
+    video``, the server) goes through :meth:`working_size`, so all get the same limits.
 
     ``compile=True`` runs the network through :func:`compile_for_inference` (PyTorch models
     only): worth it for video and for many images of one size, not for a single image.
@@ -59,6 +120,8 @@ class Segmenter:
         self.name = name
         #: Static-shape exports run at exactly this (H, W).
         self.fixed_size: list[int] | None = None
+        #: Limits on an input image (see :func:`check_image_size`).
+        self.max_pixels, self.max_aspect = MAX_INPUT_PIXELS, MAX_ASPECT
 
     @property
     def class_names(self) -> list[str]:
@@ -73,19 +136,26 @@ class Segmenter:
     def num_classes(self) -> int:
         return self.classes.num_classes
 
+    def check_size(self, height: int, width: int) -> None:
+        """An :class:`ImageSizeError` when an input of this size is beyond this model's limits."""
+        check_image_size(height, width, self.max_pixels, self.max_aspect)
+
     def working_size(self, height: int, width: int) -> tuple[int, int]:
-        """(H, W) the network runs at for an input of this size."""
+        """(H, W) the network runs at for an input of this size; an :class:`ImageSizeError` for
+        an input beyond the limits (see the class docstring)."""
+        self.check_size(height, width)
         if self.fixed_size is not None:
             return tuple(self.fixed_size)
-        if self.input_size is None:
-            return height, width
-        scale = min(self.input_size) / min(height, width)
+        scale = min(self.input_size) / min(height, width) if self.input_size else 1.0
+        # Cap the pixels, not just the shorter side: without a training size, or with a large one,
+        # the working size would follow the input (a 6000x4000 photo at full size).
+        scale = min(scale, (MAX_WORKING_PIXELS / (height * width)) ** 0.5)
         return max(8, round(height * scale)), max(8, round(width * scale))
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Same-size (H, W, 3) uint8 images -> (N, 3, h, w) normalised float at the working size."""
+        h, w = self.working_size(*images[0].shape[:2])  # refuses an input beyond the limits before any work
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(self.device)  # (N, 3, H, W)
-        h, w = self.working_size(*x.shape[-2:])
         if (h, w) != tuple(x.shape[-2:]):
             x = F.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
             x = x.round().clamp(0, 255)
@@ -119,6 +189,20 @@ class Segmenter:
 
     def overlay(self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         return overlay(image, self.colorize(mask), alpha)
+
+
+def _read_checked(seg: Segmenter, path: Path) -> np.ndarray:
+    """The image at ``path``, its size checked from the header before decoding (a decompression
+    bomb never decodes); the error names the file."""
+    try:
+        size = image_file_size(path)
+        if size is not None:
+            seg.check_size(*size)
+        image = read_image(path)
+        seg.check_size(*image.shape[:2])
+    except ImageSizeError as e:
+        raise type(e)(f"{path}: {e}") from None
+    return image
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "auto",
@@ -177,7 +261,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         if skip_existing and not gif and all(p.is_file() for p in outputs(path)):
             skipped += 1
             continue
-        image = read_image(path)
+        image = _read_checked(seg, path)
         start = time.perf_counter()
         mask = seg.predict(image)
         seconds.append(time.perf_counter() - start)

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from rtseg.errors import RtsegError
-from rtseg.inference import Segmenter
+from rtseg.inference import ImageTooLarge, Segmenter
 
 #: What a frame can be rendered as.
 OUTPUTS = ("labels", "color", "overlay", "json")
@@ -60,21 +60,28 @@ class FrameSegmenter:
 
     @staticmethod
     def decode(data: bytes, max_pixels: int | None = None) -> np.ndarray:
-        """Encoded image bytes (PNG, JPEG, BMP, WebP, TIFF) -> (H, W, 3) RGB uint8."""
+        """Encoded image bytes (PNG, JPEG, BMP, WebP, TIFF) -> (H, W, 3) RGB uint8.
+
+        With ``max_pixels`` (the server) the size comes from the header first, so a
+        decompression bomb is refused before it decodes, and bytes whose header PIL cannot read
+        are refused too: OpenCV alone would decode up to 2**30 pixels."""
         buf = np.frombuffer(data, dtype=np.uint8)
         if max_pixels is not None:
-            # The header alone (PIL reads sizes lazily): refuse a decompression bomb before
-            # decoding it.
             try:
                 with Image.open(io.BytesIO(data)) as im:
                     w, h = im.size
-            except Exception:  # not readable by PIL: OpenCV below decides
-                w = h = 0
+            except Image.DecompressionBombError as e:
+                raise FrameTooLarge(f"image larger than {max_pixels} pixels ({e})") from None
+            except Exception:  # any unreadable header (PIL raises a dozen kinds)
+                raise NotAnImage(_NOT_AN_IMAGE) from None
             if w * h > max_pixels:
                 raise FrameTooLarge(f"image of {w}x{h} pixels is larger than {max_pixels} pixels")
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
+        try:
+            bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
+        except cv2.error:  # some corrupt files raise instead of returning None
+            bgr = None
         if bgr is None:
-            raise NotAnImage("not an image: expected PNG, JPEG, BMP, WebP or TIFF bytes")
+            raise NotAnImage(_NOT_AN_IMAGE)
         if max_pixels is not None and bgr.shape[0] * bgr.shape[1] > max_pixels:
             raise FrameTooLarge(f"image of {bgr.shape[1]}x{bgr.shape[0]} pixels is larger than "
                                 f"{max_pixels} pixels")
@@ -142,5 +149,8 @@ class NotAnImage(RtsegError):
     """The bytes do not decode as an image."""
 
 
-class FrameTooLarge(RtsegError):
-    """The image has more pixels than allowed."""
+class FrameTooLarge(ImageTooLarge):
+    """The encoded image has more pixels than the server allows."""
+
+
+_NOT_AN_IMAGE = "not an image: expected PNG, JPEG, BMP, WebP or TIFF bytes"

@@ -33,6 +33,8 @@ class VideoSource:
     frames: Iterator[np.ndarray] = field(repr=False)
     #: A camera: frames arrive in real time, so latency matters more than throughput.
     live: bool = False
+    #: The frame files of a folder or glob, in order (errors name them).
+    names: list[str] | None = None
 
 
 def open_source(spec: str, fps: float | None = None) -> VideoSource:
@@ -58,7 +60,8 @@ def open_source(spec: str, fps: float | None = None) -> VideoSource:
                     raise RtsegError(f"cannot read frame {f}")
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-        return VideoSource(f"{len(files)} frames from {spec}", fps or 10.0, len(files), frames())
+        return VideoSource(f"{len(files)} frames from {spec}", fps or 10.0, len(files), frames(),
+                           names=[str(f) for f in files])
     if not path.is_file():
         raise RtsegError(f"video input not found: {spec}")
     cap = cv2.VideoCapture(str(path))
@@ -121,6 +124,207 @@ def _lower_priority() -> None:
         pass
 
 
+class _Pipeline:
+    """The stages of :func:`segment_video`: :meth:`read` (a thread: decode), :meth:`infer` (the
+    calling thread: batches through the network), :meth:`write` (a thread: overlay + encode, or
+    label PNGs), joined by bounded queues; :meth:`summary` gathers the figures."""
+
+    def __init__(self, seg: Segmenter, source: VideoSource, out: Path, gif, alpha: float, queue_size: int,
+                 labels_only: bool, batch: int) -> None:
+        from rtseg.streaming import FrameSegmenter
+
+        self.seg, self.source, self.out, self.gif, self.alpha = seg, source, out, gif, alpha
+        self.labels_only, self.batch = labels_only, batch
+        self.frames = FrameSegmenter(seg)
+        self.partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+        self.decoded: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.predicted: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.stats = {"decode_s": 0.0, "inference_s": 0.0, "render_s": 0.0, "encode_s": 0.0, "frames_in": 0,
+                      "frames_out": 0, "decode_cpu_s": 0.0, "write_cpu_s": 0.0}
+        self.errors: list[BaseException] = []
+        self.gif_frames: list[np.ndarray] = []
+        self.it = iter(source.frames)
+        self.first = next(self.it, None)
+        self.recent: list[float] = []  # seconds per frame of the last 30 frames: the FPS drawn
+        self.stop = threading.Event()  # the network stage failed: the reader stops decoding
+        self.read_all = False  # the network stage has taken the reader's end marker
+
+    # ------------------------------------------------------------------ decode (thread)
+
+    def read(self) -> None:
+        _lower_priority()
+        cpu = time.thread_time()
+        try:
+            frame = self.first
+            while frame is not None and not self.stop.is_set():
+                self.stats["frames_in"] += 1
+                self.decoded.put(frame)
+                start = time.perf_counter()
+                frame = next(self.it, None)
+                self.stats["decode_s"] += time.perf_counter() - start
+        except BaseException as e:  # surfaced in the main thread
+            self.errors.append(e)
+        finally:
+            self.stats["decode_cpu_s"] = time.thread_time() - cpu
+            self.decoded.put(_END)
+
+    # ------------------------------------------------------------------ network (calling thread)
+
+    def check_frame(self, index: int, frame: np.ndarray) -> None:
+        """A frame beyond the model's size limits is an error naming the frame (its file for a
+        folder), before it reaches the network."""
+        from rtseg.inference import ImageSizeError
+
+        try:
+            self.seg.check_size(*frame.shape[:2])
+        except ImageSizeError as e:
+            names = self.source.names
+            where = names[index] if names and index < len(names) else f"{self.source.description}, frame {index}"
+            raise type(e)(f"{where}: {e}") from None
+
+    def infer(self, bar) -> None:
+        pending: list[np.ndarray] = []
+        index = 0
+        while True:
+            frame = self.decoded.get()
+            if frame is _END:
+                self.read_all = True
+                break
+            if pending and frame.shape != pending[0].shape:
+                self.run_batch(pending, bar)  # frames of another size: a batch holds one size
+            if not pending:
+                self.check_frame(index, frame)  # one size per batch: checking its first frame is enough
+            index += 1
+            pending.append(frame)
+            if len(pending) == self.batch:
+                self.run_batch(pending, bar)
+        if pending:
+            self.run_batch(pending, bar)
+
+    def run_batch(self, pending: list[np.ndarray], bar) -> None:
+        # A short last batch is padded with its last frame, so a compiled network sees one shape.
+        padded = pending + [pending[-1]] * (self.batch - len(pending))
+        start = time.perf_counter()
+        masks = self.seg.predict_batch(padded)
+        dt = time.perf_counter() - start
+        self.stats["inference_s"] += dt * len(pending) / len(padded)
+        for frame, mask in zip(pending, masks):
+            self.recent.append(dt / len(padded))
+            del self.recent[:-30]
+            self.predicted.put((frame, mask, len(self.recent) / sum(self.recent)))
+            bar.update(1)
+        pending.clear()
+
+    # ------------------------------------------------------------------ overlay + encode (thread)
+
+    def write(self) -> None:
+        _lower_priority()
+        cpu = time.thread_time()
+        vw = None
+        try:
+            while True:
+                item = self.predicted.get()
+                if item is _END:
+                    break
+                frame, mask, fps_now = item
+                if self.labels_only:
+                    self.write_labels(self.stats["frames_out"], mask)
+                else:
+                    vw = self.write_overlay(vw, frame, mask, fps_now)
+                self.stats["frames_out"] += 1
+        except BaseException as e:
+            self.errors.append(e)
+            while self.predicted.get() is not _END:  # keep draining so the producer never blocks
+                pass
+        finally:
+            self.stats["write_cpu_s"] = time.thread_time() - cpu
+            if vw is not None:
+                vw.release()
+
+    def write_labels(self, index: int, mask: np.ndarray) -> None:
+        from rtseg.io import atomic_write_bytes
+
+        start = time.perf_counter()
+        atomic_write_bytes(self.out / f"frame_{index:06d}.png", self.frames.labels_png(mask))
+        self.stats["encode_s"] += time.perf_counter() - start
+
+    def write_overlay(self, vw, frame: np.ndarray, mask: np.ndarray, fps_now: float):
+        """One overlay frame with the FPS drawn, into the video (opened on the first frame)."""
+        start = time.perf_counter()
+        blended = self.frames.overlay(frame, mask, self.alpha)  # RGB, uint8 kernels
+        bgr = cv2.cvtColor(blended, cv2.COLOR_RGB2BGR)
+        cv2.putText(bgr, f"{fps_now:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+        mid = time.perf_counter()
+        self.stats["render_s"] += mid - start
+        if vw is None:
+            h, w = bgr.shape[:2]
+            vw = cv2.VideoWriter(str(self.partial), _fourcc(self.out), self.source.fps, (w, h))
+            if not vw.isOpened():
+                raise RtsegError(f"cannot write {self.out}: no encoder for {self.out.suffix} in this OpenCV build")
+        vw.write(bgr)
+        if self.gif is not None:
+            self.gif_frames.append(cv2.resize(blended, (bgr.shape[1] // 2, bgr.shape[0] // 2),
+                                              interpolation=cv2.INTER_AREA))
+        self.stats["encode_s"] += time.perf_counter() - mid
+        return vw
+
+    # ------------------------------------------------------------------ run and finish
+
+    def run(self, progress: bool) -> tuple[float, float]:
+        """All three stages, overlapped; (wall, CPU) seconds."""
+        if self.first is not None:
+            self.check_frame(0, self.first)  # before compiling or starting a thread
+            if getattr(self.seg, "compiled", False):
+                # Compile now, outside every timing: the FPS drawn is the network's.
+                self.seg.predict_batch([self.first] * self.batch)
+        threads = [threading.Thread(target=self.read, daemon=True), threading.Thread(target=self.write, daemon=True)]
+        # Eager PyTorch takes the GIL for every one of the network's few hundred ops; the decode and
+        # encode threads must hand it back quickly when they hold it (default: after up to 5 ms).
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for t in threads:
+            t.start()
+        bar = progress_bar(total=self.source.total, desc="video", unit="frame", enabled=progress)
+        try:
+            self.infer(bar)
+        finally:
+            self.predicted.put(_END)
+            self.drain()  # an error in infer leaves the reader blocked on a full queue
+            for t in threads:
+                t.join()
+            bar.close()
+            sys.setswitchinterval(switch_interval)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    def drain(self) -> None:
+        if not self.read_all:
+            self.stop.set()
+            while self.decoded.get() is not _END:
+                pass
+
+    def summary(self, wall: float, cpu: float) -> dict:
+        """Renames the finished video into place, writes the GIF; the figures."""
+        if self.errors:
+            self.partial.unlink(missing_ok=True)
+            raise self.errors[0]
+        if self.stats["frames_out"] == 0:
+            self.partial.unlink(missing_ok=True)
+            raise RtsegError(f"{self.source.description}: no frames decoded")
+        if not self.labels_only:
+            os.replace(self.partial, self.out)
+        if self.gif is not None and not self.labels_only:
+            from rtseg.visualize import save_gif
+
+            save_gif(self.gif_frames, self.gif, fps=min(self.source.fps, 25.0))
+        n = self.stats["frames_out"]
+        return {**self.stats, "wall_s": wall, "fps_overall": n / wall,
+                "fps_network": n / max(self.stats["inference_s"], 1e-9), "process_cpu_s": cpu,
+                "cores_busy": cpu / wall, "source_fps": self.source.fps, "output": str(self.out),
+                "labels_only": self.labels_only}
+
+
 def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str | Path | None = None,
                   alpha: float = 0.5, queue_size: int = 8, progress: bool = True,
                   labels_only: bool = False, batch: int | None = None) -> dict:
@@ -128,160 +332,26 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
     the source frame rate, with the measured network FPS drawn on it. The video is written to a
     temporary file and renamed when complete. ``labels_only``: ``out`` is a folder that gets one
     class-index PNG per frame (``frame_000000.png``, ...; palette PNGs, written atomically) and no
-    video. A compiled model compiles on the first frame before the clock starts.
+    video. A compiled model compiles on the first frame before the clock starts. A frame beyond
+    the model's size limits (:meth:`Segmenter.check_size`) is an error naming the frame.
 
     ``batch``: frames per network pass (default: 2 for files and folders, 1 for a camera, where
     latency matters). Two frames per pass are ~17% cheaper per frame than one on a 2-core CPU
     (ENet eager: 27.5 against 33.3 ms); a short last batch is padded with its last frame, so a
     compiled network sees one shape. Returns per-stage wall time, each stage's CPU time and
     the process's CPU use."""
-    from rtseg.streaming import FrameSegmenter, quiet_opencv
+    from rtseg.streaming import quiet_opencv
 
     quiet_opencv()
     out = Path(out)
     check_output(out, labels_only)
-    frames = FrameSegmenter(seg)
-    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
-    decoded: queue.Queue = queue.Queue(maxsize=queue_size)
-    predicted: queue.Queue = queue.Queue(maxsize=queue_size)
-    stats = {"decode_s": 0.0, "inference_s": 0.0, "render_s": 0.0, "encode_s": 0.0, "frames_in": 0,
-             "frames_out": 0, "decode_cpu_s": 0.0, "write_cpu_s": 0.0}
-    errors: list[BaseException] = []
-    gif_frames: list[np.ndarray] = []
     if batch is None:
         batch = 1 if source.live else 2
     if batch < 1:
         raise RtsegError(f"--batch {batch}: expected 1 or more")
-    it = iter(source.frames)
-    first = next(it, None)
-    if first is not None and getattr(seg, "compiled", False):
-        seg.predict_batch([first] * batch)  # compile now, outside every timing: the FPS drawn is the network's
-
-    def reader() -> None:
-        _lower_priority()
-        cpu = time.thread_time()
-        try:
-            frame = first
-            while frame is not None:
-                stats["frames_in"] += 1
-                decoded.put(frame)
-                start = time.perf_counter()
-                frame = next(it, None)
-                stats["decode_s"] += time.perf_counter() - start
-        except BaseException as e:  # surfaced in the main thread
-            errors.append(e)
-        finally:
-            stats["decode_cpu_s"] = time.thread_time() - cpu
-            decoded.put(_END)
-
-    def write_labels(index: int, mask: np.ndarray) -> None:
-        from rtseg.io import atomic_write_bytes
-
-        start = time.perf_counter()
-        atomic_write_bytes(out / f"frame_{index:06d}.png", frames.labels_png(mask))
-        stats["encode_s"] += time.perf_counter() - start
-
-    def writer() -> None:
-        _lower_priority()
-        cpu = time.thread_time()
-        vw = None
-        try:
-            while True:
-                item = predicted.get()
-                if item is _END:
-                    break
-                frame, mask, fps_now = item
-                if labels_only:
-                    write_labels(stats["frames_out"], mask)
-                    stats["frames_out"] += 1
-                    continue
-                start = time.perf_counter()
-                blended = frames.overlay(frame, mask, alpha)  # RGB, uint8 kernels
-                bgr = cv2.cvtColor(blended, cv2.COLOR_RGB2BGR)
-                cv2.putText(bgr, f"{fps_now:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
-                            (255, 255, 255), 2, cv2.LINE_AA)
-                mid = time.perf_counter()
-                stats["render_s"] += mid - start
-                if vw is None:
-                    h, w = bgr.shape[:2]
-                    vw = cv2.VideoWriter(str(partial), _fourcc(out), source.fps, (w, h))
-                    if not vw.isOpened():
-                        raise RtsegError(f"cannot write {out}: no encoder for {out.suffix} in this OpenCV build")
-                vw.write(bgr)
-                if gif is not None:
-                    gif_frames.append(cv2.resize(blended, (bgr.shape[1] // 2, bgr.shape[0] // 2),
-                                                 interpolation=cv2.INTER_AREA))
-                stats["encode_s"] += time.perf_counter() - mid
-                stats["frames_out"] += 1
-        except BaseException as e:
-            errors.append(e)
-            while predicted.get() is not _END:  # keep draining so the producer never blocks
-                pass
-        finally:
-            stats["write_cpu_s"] = time.thread_time() - cpu
-            if vw is not None:
-                vw.release()
-
-    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
-    # Eager PyTorch takes the GIL for every one of the network's few hundred ops; the decode and
-    # encode threads must hand it back quickly when they hold it (default: after up to 5 ms).
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for t in threads:
-        t.start()
-    bar = progress_bar(total=source.total, desc="video", unit="frame", enabled=progress)
-    recent: list[float] = []
-    pending: list[np.ndarray] = []
-
-    def run_batch() -> None:
-        padded = pending + [pending[-1]] * (batch - len(pending))
-        start = time.perf_counter()
-        masks = seg.predict_batch(padded)
-        dt = time.perf_counter() - start
-        stats["inference_s"] += dt * len(pending) / len(padded)
-        for frame, mask in zip(pending, masks):
-            recent.append(dt / len(padded))
-            del recent[:-30]
-            predicted.put((frame, mask, len(recent) / sum(recent)))
-            bar.update(1)
-        pending.clear()
-
-    try:
-        while True:
-            frame = decoded.get()
-            if frame is _END:
-                break
-            if pending and frame.shape != pending[0].shape:
-                run_batch()  # frames of another size: a batch holds one size
-            pending.append(frame)
-            if len(pending) == batch:
-                run_batch()
-        if pending:
-            run_batch()
-    finally:
-        predicted.put(_END)
-        for t in threads:
-            t.join()
-        bar.close()
-        sys.setswitchinterval(switch_interval)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    if errors:
-        partial.unlink(missing_ok=True)
-        raise errors[0]
-    if stats["frames_out"] == 0:
-        partial.unlink(missing_ok=True)
-        raise RtsegError(f"{source.description}: no frames decoded")
-    if not labels_only:
-        os.replace(partial, out)
-    if gif is not None and not labels_only:
-        from rtseg.visualize import save_gif
-
-        save_gif(gif_frames, gif, fps=min(source.fps, 25.0))
-    n = stats["frames_out"]
-    return {**stats, "wall_s": wall, "fps_overall": n / wall, "fps_network": n / max(stats["inference_s"], 1e-9),
-            "process_cpu_s": cpu, "cores_busy": cpu / wall, "source_fps": source.fps, "output": str(out),
-            "labels_only": labels_only}
+    pipeline = _Pipeline(seg, source, out, gif, alpha, queue_size, labels_only, batch)
+    wall, cpu = pipeline.run(progress)
+    return pipeline.summary(wall, cpu)
 
 
 def process_video(source: str, out: str | Path, weights: str | Path | None = None, *, device: str = "auto",
