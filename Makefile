@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install test test-browser bench bench-serve zoo demo serve clean
+.PHONY: install test test-browser bench bench-serve zoo demo serve docs clean
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ bench-serve: install
 zoo: install
 	$(PY) tools/zoo.py
 
+# The documentation site into site/ (mkdocs.yml), warnings as errors: a broken link, a missing
+# page or a docstring that no longer matches fails. Builds offline.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "site/index.html: the documentation site"
+
 serve: install
 	$(VENV)/bin/rtseg serve
 
@@ -52,4 +58,4 @@ demo: install
 	@echo "overlays, masks and demo_out/predictions.gif written to demo_out/"
 
 clean:
-	rm -rf demo_out .pytest_cache build *.egg-info
+	rm -rf demo_out .pytest_cache build site *.egg-info
