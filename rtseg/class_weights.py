@@ -4,7 +4,9 @@
   ``freq(c) = pixels of c / all pixels of the images in which c appears``,
   ``w(c) = median(freq) / freq(c)``.
 * ``enet`` (Paszke et al., https://arxiv.org/abs/1606.02147):
-  ``w(c) = 1 / ln(1.02 + p(c))``, ``p(c) = pixels of c / all pixels of the split``.
+  ``w(c) = 1 / ln(k + p(c))``, ``p(c) = pixels of c / all pixels of the split``, with ENet's
+  ``k = 1.02``; the ERFNet, DABNet and CGNet CamVid recipes use ``k = 1.10``, which bounds the
+  weights near 1/ln(1.10) = 10.5 instead of 50.5.
 
 "All pixels" counts void pixels too, as the reference implementations do. Weights cover the
 trainable classes; void / ignored pixels get weight 0 wherever a full-length vector indexed by
@@ -47,7 +49,8 @@ def label_statistics(dataset: SegmentationDataset, progress: bool = True) -> dic
             "present_image_pixels": present_pixels.tolist(), "ignored_pixels": ignored}
 
 
-def weights_from_statistics(stats: dict, method: str) -> list[float]:
+def weights_from_statistics(stats: dict, method: str, c: float = ENET_C) -> list[float]:
+    """Weights by train id from :func:`label_statistics`; ``c`` is the k of ``enet``."""
     counts = np.asarray(stats["class_pixel_counts"], dtype=np.float64)
     if method == "none":
         return [1.0] * len(counts)
@@ -59,7 +62,10 @@ def weights_from_statistics(stats: dict, method: str) -> list[float]:
         return np.divide(median, freq, out=np.zeros_like(freq), where=freq > 0).tolist()
     if method == "enet":
         total = counts.sum() + stats["ignored_pixels"]
-        return (1.0 / np.log(ENET_C + counts / total)).tolist()
+        if c <= 1.0:
+            raise RtsegError(f"class-weight constant c={c}: expected a number above 1 (1/ln(c + p) "
+                             "must stay positive and finite)")
+        return (1.0 / np.log(c + counts / total)).tolist()
     raise RtsegError(f"unknown class-weight method {method!r}: expected one of {', '.join(METHODS)}")
 
 
@@ -80,9 +86,10 @@ def cache_dir() -> Path:
 
 
 def compute_class_weights(dataset: str, split: str, method: str, data_root: str | Path | None = None,
-                          use_cache: bool = True, progress: bool = True) -> dict:
+                          use_cache: bool = True, progress: bool = True, c: float = ENET_C) -> dict:
     """``{"method", "class_names", "weights", ...}`` for ``dataset``/``split``, cached on disk
-    keyed by dataset, split, method and a fingerprint of the label files."""
+    keyed by dataset, split, method and a fingerprint of the label files (the counts are cached;
+    ``c``, the constant of ``enet``, is applied to them on every call)."""
     if method not in METHODS:
         raise RtsegError(f"unknown class-weight method {method!r}: expected one of {', '.join(METHODS)}")
     ds = build_dataset(dataset, split, data_root)
@@ -91,19 +98,22 @@ def compute_class_weights(dataset: str, split: str, method: str, data_root: str 
     for s in ds.samples:
         st = s.label.stat() if s.label is not None else None
         fingerprint.update(f"{s.label}:{st.st_size if st else 0}:{st.st_mtime_ns if st else 0}".encode())
-    cache_file = cache_dir() / f"{dataset}-{split}-{method}-{fingerprint.hexdigest()[:16]}.json"
+    cache_file = cache_dir() / f"{dataset}-{split}-{fingerprint.hexdigest()[:16]}.json"
     if use_cache and cache_file.is_file():
-        return json.loads(cache_file.read_text())
-    stats = label_statistics(ds, progress=progress)
+        stats = json.loads(cache_file.read_text())
+    else:
+        stats = label_statistics(ds, progress=progress)
+        if use_cache:
+            atomic_write_text(cache_file, json.dumps(stats, indent=2))
     result = {"method": method, "dataset": dataset, "split": split,
               "class_names": list(ds.classes.names),
-              "weights": weights_from_statistics(stats, method),
+              "weights": weights_from_statistics(stats, method, c),
               "ignore_index": IGNORE_INDEX, **stats}
+    if method == "enet":
+        result["c"] = c
     raw_void = getattr(ds, "raw_void_id", None)
     if raw_void is not None:
         result["weights_by_raw_id"] = full_length_weights(result["weights"], ds.num_raw_ids, raw_void)
-    if use_cache:
-        atomic_write_text(cache_file, json.dumps(result, indent=2))
     return result
 
 

@@ -37,7 +37,11 @@ class DataConfig:
     resize: Optional[list[int]] = None
     #: Random scale-and-crop to (H, W) for training; None trains on whole frames.
     crop: Optional[list[int]] = None
+    #: Random scale range [lo, hi] of the scale-and-crop, drawn uniformly.
     scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    #: A set of scales to draw from instead of the range, e.g. [0.75, 1, 1.25, 1.5, 1.75, 2]
+    #: (the DABNet / ERFNet CamVid recipe); None uses ``scale``.
+    scales: Optional[list[float]] = None
     hflip: bool = True
     #: Random f(x) = a(x - 128) + 128 + b (the FCN8s KITTI augmentation).
     brightness_contrast: bool = False
@@ -74,8 +78,17 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    #: mfb (median frequency), enet (1/ln(1.02+p)) or none; void / ignore always counts 0.
+    #: mfb (median frequency), enet (1/ln(c+p), c = class_weight_c) or none; void / ignore
+    #: always counts 0.
     class_weights: Literal["mfb", "enet", "none"] = "none"
+    #: The c of the enet weighting 1/ln(c + p): ENet's paper 1.02 (weights up to ~50), the
+    #: ERFNet / DABNet / CGNet CamVid recipes 1.10 (gentler: up to ~10).
+    class_weight_c: float = 1.02
+    #: Online hard example mining: average the loss over only the hardest pixels, those whose
+    #: probability of the true class is below ohem_thresh, but at least ohem_min_kept of them
+    #: per batch (0 = plain cross-entropy over all pixels).
+    ohem_min_kept: int = 0
+    ohem_thresh: float = 0.7
     #: Weights of the model's auxiliary outputs (aux1, aux2, ...), e.g. ICNet's cascade.
     aux_weights: list[float] = field(default_factory=list)
     #: Models with a boundary output (PIDNet): weight of the balanced boundary BCE and of the
@@ -98,6 +111,11 @@ class RunConfig:
     #: on 2 cores), then each step runs fused kernels. See README "Training speed".
     compile: bool = False
     grad_checkpoint: bool = False
+    #: Keep an exponential moving average of the weights (and BatchNorm statistics), updated
+    #: every step: ``ema = d * ema + (1 - d) * w``. Validation, best.pt/last.pt weights and
+    #: exports use the average; the raw weights live in the training state for resuming.
+    ema: bool = False
+    ema_decay: float = 0.999
     #: Distributed runs (torchrun) on GPUs: BatchNorm statistics over the global batch instead
     #: of each process's (PyTorch's SyncBatchNorm, CUDA only). Checkpoints keep plain BatchNorm.
     sync_bn: bool = False

@@ -53,8 +53,10 @@ class Resize:
 
 @dataclass
 class RandomScaleCrop:
-    """Rescale by a random factor in ``scale``, then take a random ``crop`` = (H, W).
+    """Rescale by a random factor, then take a random ``crop`` = (H, W).
 
+    The factor is drawn uniformly from the range ``scale`` = (lo, hi), or from the set
+    ``scales`` when given (the DABNet / ERFNet CamVid recipe draws from {0.75, 1, ..., 2}).
     Where the rescaled image is smaller than the crop, the image is padded with 0 and the
     label with the ignore index, so padding never counts in the loss.
     """
@@ -62,10 +64,16 @@ class RandomScaleCrop:
     crop: tuple[int, int]
     scale: tuple[float, float] = (0.5, 2.0)
     ignore_index: int = IGNORE_INDEX
+    scales: tuple[float, ...] | None = None
+
+    def draw_scale(self) -> float:
+        if self.scales:
+            return float(self.scales[int(torch.randint(0, len(self.scales), (1,)))])
+        return float(torch.empty(1).uniform_(self.scale[0], self.scale[1]))
 
     def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
         h, w = image.shape[-2:]
-        s = float(torch.empty(1).uniform_(self.scale[0], self.scale[1]))
+        s = self.draw_scale()
         image, label = resize_pair(image, label, (max(1, round(h * s)), max(1, round(w * s))))
         ch, cw = self.crop
         pad_h, pad_w = max(0, ch - image.shape[-2]), max(0, cw - image.shape[-1])
@@ -134,13 +142,15 @@ def denormalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> to
 def build_train_transform(crop: tuple[int, int] | None, scale: tuple[float, float] = (0.5, 2.0),
                           resize: tuple[int, int] | None = None, hflip: bool = True,
                           brightness_contrast: bool = False,
-                          mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
-    """The usual training pipeline: [resize] -> [random scale + crop] -> [flip] -> [b/c] -> normalise."""
+                          mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                          scales: tuple[float, ...] | None = None) -> Compose:
+    """The usual training pipeline: [resize] -> [random scale + crop] -> [flip] -> [b/c] -> normalise.
+    ``scales``: draw the scale from this set instead of the range ``scale``."""
     steps: list = []
     if resize is not None:
         steps.append(Resize(tuple(resize)))
     if crop is not None:
-        steps.append(RandomScaleCrop(tuple(crop), tuple(scale)))
+        steps.append(RandomScaleCrop(tuple(crop), tuple(scale), scales=tuple(scales) if scales else None))
     if hflip:
         steps.append(RandomHorizontalFlip())
     if brightness_contrast:

@@ -35,6 +35,33 @@ def balanced_bce(logits: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, edges, weight=weight)
 
 
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                       ignore_index: int, thresh: float, min_kept: int) -> torch.Tensor:
+    """Cross-entropy averaged over the hard pixels only (online hard example mining, as in
+    PSPNet's and BiSeNet's reference trainers): the pixels whose predicted probability of their
+    true class is below ``thresh``, widened to the ``min_kept`` hardest when fewer are below it.
+    With class weights the mean is weighted as in ``F.cross_entropy``.
+
+    logits (N, C, H, W) float, target (N, H, W) long."""
+    pixel_loss = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
+                                 reduction="none").flatten()  # (N*H*W,), 0 at ignored pixels
+    valid = (target != ignore_index).flatten()
+    if not bool(valid.any()):
+        return pixel_loss.sum() * 0.0
+    labels = target.flatten()[valid]
+    with torch.no_grad():
+        # Probability of the true class: (N, C, H, W) -> (N*H*W, C) rows of the valid pixels.
+        prob = logits.detach().softmax(1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])[valid]
+        prob = prob.gather(1, labels[:, None])[:, 0]
+        k = min(min_kept, prob.numel())
+        cut = max(thresh, float(prob.kthvalue(k).values)) if k > 0 else thresh
+        hard = prob <= cut
+    kept = pixel_loss[valid][hard]
+    if weight is None:
+        return kept.mean()
+    return kept.sum() / weight[labels[hard]].sum().clamp_min(1e-12)
+
+
 class SegmentationLoss(nn.Module):
     """Cross-entropy over a model's training outputs.
 
@@ -52,21 +79,28 @@ class SegmentationLoss(nn.Module):
         class_weight: (C,) weights of the trainable classes, or None.
         aux_weights: weight of each auxiliary output in order.
         boundary_weight, boundary_ce_weight: PIDNet's 20 and 1.
+        ohem_min_kept, ohem_thresh: hard-pixel mining of every cross-entropy term (see
+            :func:`ohem_cross_entropy`); ``ohem_min_kept=0`` averages over all pixels.
     """
 
     def __init__(self, class_weight: torch.Tensor | None = None, aux_weights: list[float] | tuple = (),
                  ignore_index: int = IGNORE_INDEX, boundary_weight: float = 20.0,
-                 boundary_ce_weight: float = 1.0) -> None:
+                 boundary_ce_weight: float = 1.0, ohem_min_kept: int = 0, ohem_thresh: float = 0.7) -> None:
         super().__init__()
         self.register_buffer("class_weight", class_weight, persistent=False)
         self.aux_weights = list(aux_weights)
         self.ignore_index = ignore_index
         self.boundary_weight = boundary_weight
         self.boundary_ce_weight = boundary_ce_weight
+        self.ohem_min_kept = ohem_min_kept
+        self.ohem_thresh = ohem_thresh
 
     def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = resize_labels(target, tuple(logits.shape[-2:]))
         weight = None if self.class_weight is None else self.class_weight.to(logits.dtype)
+        if self.ohem_min_kept:
+            return ohem_cross_entropy(logits, target, weight, self.ignore_index, self.ohem_thresh,
+                                      self.ohem_min_kept)
         return F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
 
     def forward(self, outputs: dict[str, torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -20,13 +20,14 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, unwrap
 from rtseg.class_weights import compute_class_weights
 from rtseg.config import TrainConfig, load_config
 from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform, build_train_transform, denormalize
 from rtseg.engine import distributed
+from rtseg.engine.ema import ModelEMA
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.errors import CheckpointError, ConfigError, RtsegError
 from rtseg.io import atomic_write_text
@@ -43,8 +44,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
                     optimizer: torch.optim.Optimizer, device: torch.device, *,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     scaler: torch.amp.GradScaler | None = None, amp: bool = False,
-                    channels_last: bool = False, progress: bool = True, desc: str = "train") -> dict:
-    """One pass over ``loader``; ``scheduler`` (if any) steps every iteration.
+                    channels_last: bool = False, progress: bool = True, desc: str = "train",
+                    ema: ModelEMA | None = None) -> dict:
+    """One pass over ``loader``; ``scheduler`` (if any) steps every iteration, and so does the
+    weight average ``ema`` (if any; it averages the plain module under ``model``'s wrappers).
     Returns ``{"loss": mean loss, "images": n, "seconds": t}``."""
     model.train()
     total_loss, n_images, start = 0.0, 0, time.perf_counter()
@@ -68,6 +71,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(unwrap(model))
         n = images.shape[0]
         total_loss += loss.item() * n
         n_images += n
@@ -233,7 +238,12 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
 
     d = cfg.data
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train_tf = build_train_transform(d.crop, tuple(d.scale), d.resize, d.hflip, d.brightness_contrast, mean, std)
+    if len(d.scale) != 2 or not 0 < d.scale[0] <= d.scale[1]:
+        raise ConfigError(f"data.scale: expected [lo, hi] with 0 < lo <= hi, got {d.scale}")
+    if d.scales is not None and (not d.scales or min(d.scales) <= 0):
+        raise ConfigError(f"data.scales: expected a non-empty list of positive scales, got {d.scales}")
+    train_tf = build_train_transform(d.crop, tuple(d.scale), d.resize, d.hflip, d.brightness_contrast, mean, std,
+                                     scales=d.scales)
     val_tf = build_eval_transform(d.resize, mean, std)
     train_set = build_dataset(d.dataset, d.train_split, d.data_root, train_tf, cache=d.cache)
     val_set = build_dataset(d.dataset, d.val_split, d.data_root, val_tf, cache=d.cache)
@@ -293,11 +303,24 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
 
     weight = None
     if cfg.loss.class_weights != "none":
+        if cfg.loss.class_weight_c <= 1:
+            raise ConfigError(f"loss.class_weight_c: expected a number above 1 (weights 1/ln(c + p)), "
+                              f"got {cfg.loss.class_weight_c}")
         cw = compute_class_weights(d.dataset, d.train_split, cfg.loss.class_weights, d.data_root,
-                                   progress=cfg.run.progress)
+                                   progress=cfg.run.progress, c=cfg.loss.class_weight_c)
         weight = torch.tensor(cw["weights"], dtype=torch.float32, device=device)
+    if cfg.loss.ohem_min_kept < 0 or not 0 < cfg.loss.ohem_thresh <= 1:
+        raise ConfigError("loss.ohem_min_kept must be >= 0 and loss.ohem_thresh in (0, 1], got "
+                          f"{cfg.loss.ohem_min_kept} and {cfg.loss.ohem_thresh}")
     loss_fn = SegmentationLoss(weight, cfg.loss.aux_weights, boundary_weight=cfg.loss.boundary_weight,
-                               boundary_ce_weight=cfg.loss.boundary_ce_weight).to(device)
+                               boundary_ce_weight=cfg.loss.boundary_ce_weight,
+                               ohem_min_kept=cfg.loss.ohem_min_kept, ohem_thresh=cfg.loss.ohem_thresh).to(device)
+    if cfg.run.ema and not 0 < cfg.run.ema_decay < 1:
+        raise ConfigError(f"run.ema_decay: expected a number between 0 and 1, got {cfg.run.ema_decay}")
+    # The weight average starts from the initial network (after --init-from) and is what
+    # validation scores and checkpoints hold as their weights.
+    ema = ModelEMA(model, cfg.run.ema_decay) if cfg.run.ema else None
+    eval_model = ema.module if ema is not None else model
 
     optimizer = build_optimizer(cfg, model)
     # Per-iteration LambdaLR (poly, step, constant, warm-up) and the per-epoch plateau rule would
@@ -321,7 +344,15 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
         ts = ckpt.get("train_state")
         if not ts:
             raise CheckpointError(f"{path} holds no training state (optimiser, epoch): it cannot be resumed")
-        model.load_state_dict(ckpt["state_dict"])
+        if ema is not None:
+            if "ema" not in ts:
+                raise CheckpointError(f"{path} was trained without run.ema: resume it with run.ema=false")
+            model.load_state_dict(ts["model"])  # the raw weights; the checkpoint's own are the average
+            ema.load(ckpt["state_dict"], ts["ema"])
+        elif "ema" in ts:
+            raise CheckpointError(f"{path} was trained with run.ema: resume it with run.ema=true")
+        else:
+            model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ts["optimizer"])
         if iter_sched is not None:
             iter_sched.load_state_dict(ts["scheduler"])
@@ -362,7 +393,9 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
                        "world_size": dist_info.world_size, "iters_per_epoch": len(train_loader)}
         if dist_info.enabled:
             train_state["rng_per_rank"] = rngs
-        return make_checkpoint(model, model_name, model_args, classes, mean, std, input_size,
+        if ema is not None:
+            train_state.update(model={k: v.detach().cpu() for k, v in model.state_dict().items()}, ema=ema.state())
+        return make_checkpoint(eval_model, model_name, model_args, classes, mean, std, input_size,
                                config_dict, train_state, metrics, pruned=pruned)
 
     from torch.utils.tensorboard import SummaryWriter
@@ -376,10 +409,12 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             stats = train_one_epoch(net, train_loader, loss_fn, optimizer, device, scheduler=iter_sched,
                                     scaler=scaler, amp=train_amp, channels_last=cfg.run.channels_last,
                                     progress=cfg.run.progress,
-                                    desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}")
+                                    desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}", ema=ema)
             if dist_info.enabled:
                 stats = _reduce_epoch_stats(stats)
                 _broadcast_buffers(model)
+                if ema is not None:
+                    _broadcast_buffers(ema.module)
             lr = optimizer.param_groups[0]["lr"]
             record = {"epoch": epoch + 1, "train_loss": stats["loss"], "lr": lr,
                       "train_seconds": round(stats["seconds"], 2),
@@ -387,7 +422,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             metrics, improved, samples = None, False, []
             is_last = epoch + 1 == cfg.schedule.epochs
             if (epoch + 1) % cfg.run.val_every == 0 or is_last:
-                metrics, _, samples = evaluate(model, val_loader, classes.num_classes, device, amp=eval_amp,
+                metrics, _, samples = evaluate(eval_model, val_loader, classes.num_classes, device, amp=eval_amp,
                                                channels_last=cfg.run.channels_last, progress=cfg.run.progress,
                                                keep_samples=cfg.run.image_summaries, desc="val")
                 miou = metrics["miou"]  # the same on every rank: the confusion matrices are summed
