@@ -35,9 +35,11 @@ test-browser: install
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 	$(PY) -m pytest -q tests/test_browser.py -rs
 
-# Load test of rtseg serve: 200 requests from 16 concurrent clients against a real server.
+# Load test of rtseg serve: 200 requests from 16 concurrent clients against a real server; then a
+# soak: 5000 requests, the server's resident memory before and after (it must not grow).
 bench-serve: install
-	$(PY) tools/serve_load.py --requests 200 --concurrency 16 --json bench/serve_load.json
+	$(PY) -m tools.serve_load --requests 200 --concurrency 16 --json bench/serve_load.json
+	$(PY) -m tools.serve_load --requests 5000 --concurrency 8 --json bench/serve_soak.json
 
 # docs/model_zoo.md and its plot; measures CPU latency for models missing from bench/zoo_latency.json
 # (python tools/zoo.py --measure re-measures all).

@@ -4,7 +4,9 @@ stands in for a webcam."""
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 import time
 
 
@@ -26,8 +28,14 @@ def open_browser(width: int = 1400, height: int = 1150):
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
+    # No outside connections (a test talks to 127.0.0.1 only): no background fetches, component
+    # or sync updates, first-run pings, and a fresh profile each time (nothing from a past run).
+    profile = tempfile.mkdtemp(prefix="rtseg-chromium-")
+    atexit.register(shutil.rmtree, profile, ignore_errors=True)
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--no-default-browser-check", f"--user-data-dir={profile}",
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

@@ -14,7 +14,7 @@ pytest.importorskip("fastapi", reason="rtseg serve needs the serve extra: pip in
 if browser.missing():
     pytest.skip(browser.missing(), allow_module_level=True)
 
-from rtseg.serve import ServerProcess  # noqa: E402
+from serve_harness import ServerProcess  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -1,5 +1,6 @@
-"""rtseg serve: the API in process (FastAPI's test client), then a real server on 127.0.0.1 under
-load and with a full queue."""
+"""rtseg serve: the API in process (FastAPI's test client): outputs, bad requests, bounded work,
+Host / Origin / API-key checks, the live stream's errors, idle timeout and cap; then a real
+server on 127.0.0.1 under load and with a full queue."""
 
 from __future__ import annotations
 
@@ -17,10 +18,18 @@ pytest.importorskip("fastapi", reason="rtseg serve needs the serve extra: pip in
 from fastapi.testclient import TestClient  # noqa: E402
 
 import rtseg  # noqa: E402
-from rtseg.serve import ServeLimits, ServerProcess, create_app, load_test  # noqa: E402
+from rtseg.errors import RtsegError  # noqa: E402
+from rtseg.serve import ServeLimits, ServeSecurity, create_app, security_for  # noqa: E402
+from serve_harness import ServerProcess, load_test  # noqa: E402
+from starlette.testclient import WebSocketDenialResponse  # noqa: E402
+from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = (REPO / "rtseg" / "web" / "sample.jpg").read_bytes()
+KEY = "k" * 8 + "0123456789"
+#: The test client's Host: a loopback name, as a browser on this machine sends.
+LOCAL = "http://localhost"
+STREAM = "ws://localhost/v1/stream"  # the test client's WebSocket ignores base_url
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +40,19 @@ def seg():
 @pytest.fixture(scope="module")
 def client(seg):
     limits = ServeLimits(max_bytes=2 * 2**20, max_pixels=1000 * 1000, max_batch=3)
-    with TestClient(create_app(seg, limits=limits)) as c:
+    with TestClient(create_app(seg, limits=limits), base_url=LOCAL) as c:
         yield c
+
+
+def _client(seg, **kwargs) -> TestClient:
+    limits = kwargs.pop("limits", ServeLimits(max_bytes=2 * 2**20, max_pixels=1000 * 1000, max_batch=3))
+    return TestClient(create_app(seg, limits=limits, security=ServeSecurity(**kwargs)), base_url=LOCAL)
+
+
+def _encode(shape: tuple[int, int], fmt: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (shape[1], shape[0]), (90, 120, 60)).save(out, format=fmt)
+    return out.getvalue()
 
 
 def _png(data: bytes) -> Image.Image:
@@ -103,21 +123,133 @@ def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(client, reques
 
 
 def test_batch_limits(client):
-    r = client.post("/v1/segment/batch", files=[("images", (f"{i}.jpg", SAMPLE)) for i in range(4)])
-    assert r.status_code == 413 and "at most 3" in r.json()["error"]
+    tiny = _encode((8, 8))
+    for count in (4, 100):  # 100: python-multipart's own "Too many files" must be rtseg's 413 too
+        r = client.post("/v1/segment/batch", files=[("images", (f"{i}.png", tiny)) for i in range(count)])
+        assert r.status_code == 413 and "at most 3" in r.json()["error"], r.text
+    r = client.post("/v1/segment", files=[("image", ("a.jpg", SAMPLE)), ("image", ("b.jpg", SAMPLE))])
+    assert r.status_code == 413 and "one image" in r.json()["error"]
     r = client.post("/v1/segment/batch", content=SAMPLE)
     assert r.status_code == 400 and "multipart" in r.json()["error"]
 
 
-def test_websocket_stream_keeps_going_after_a_bad_frame(client):
-    with client.websocket_connect("/v1/stream") as ws:
+@pytest.mark.parametrize("shape", [(10, 4000), (4000, 6), (1, 20000)])
+def test_thin_images_get_422_before_the_network(client, shape):
+    # Before the bound these ran ENet at 360x144000 (53-90 s, 12.7 GB) or failed with a 500.
+    r = client.post("/v1/segment", content=_encode(shape))
+    assert r.status_code == 422 and "aspect ratio" in r.json()["error"] and "at most 8:1" in r.json()["error"]
+    stream = client.post("/v1/segment/batch", files=[("images", ("thin.png", _encode(shape)))])
+    assert stream.status_code == 422
+    assert client.post("/v1/segment", content=_encode((8, 64))).status_code == 200  # 8:1 is within the bound
+
+
+def test_websocket_stream_keeps_going_after_bad_frames(client):
+    with client.websocket_connect(STREAM) as ws:
         ws.send_bytes(SAMPLE)
         first = ws.receive_json()
         assert first["mask"].startswith("data:image/png;base64,") and first["timing"]["network_ms"] > 0
         ws.send_bytes(b"junk")
         assert "not an image" in ws.receive_json()["error"]
+        ws.send_text("hello")  # was: KeyError 'bytes', a traceback and no close frame
+        assert ws.receive_json() == {"error": "text frame: send each frame as a binary message (JPEG or PNG bytes)",
+                                     "status": 400}
+        ws.send_bytes(b"x" * (2 * 2**20 + 1))
+        assert ws.receive_json()["status"] == 413
+        ws.send_bytes(_encode((10, 4000)))
+        assert ws.receive_json()["status"] == 422
         ws.send_bytes(SAMPLE)
         assert ws.receive_json()["width"] == first["width"]
+
+
+def test_stream_idle_timeout_and_cap(seg):
+    limits = ServeLimits(max_streams=1, stream_idle_s=0.5)
+    with _client(seg, limits=limits) as c:
+        with c.websocket_connect(STREAM) as ws:
+            with c.websocket_connect(STREAM) as second:  # beyond the cap: told so, then closed
+                assert second.receive_json()["status"] == 503
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_json()
+                assert closed.value.code == 1013
+            assert ws.receive_json()["status"] == 408  # idle for 0.5 s
+            with pytest.raises(WebSocketDisconnect):
+                ws.receive_json()
+        with c.websocket_connect(STREAM) as ws:  # both slots are free again
+            ws.send_bytes(SAMPLE)
+            assert "classes" in ws.receive_json()
+
+
+@pytest.mark.parametrize("host, ok", [("localhost:8000", True), ("127.0.0.1", True), ("[::1]:8000", True),
+                                      ("evil.example", False), ("localhost.evil.example", False), ("", False)])
+def test_a_loopback_server_answers_only_loopback_host_names(client, host, ok):
+    r = client.get("/v1/model", headers={"Host": host})
+    assert (r.status_code == 200) == ok
+    if not ok:
+        assert r.status_code == 400 and "--allowed-hosts" in r.json()["error"]
+
+
+def test_allowed_hosts_and_origins(seg):
+    with _client(seg, allowed_hosts=["*.example.com"], allowed_origins=["https://app.example.org"]) as c:
+        assert c.get("/health", headers={"Host": "seg.example.com"}).status_code == 200
+        assert c.get("/health", headers={"Host": "localhost"}).status_code == 400
+        ok = c.post("/v1/segment?output=json", content=SAMPLE,
+                    headers={"Host": "seg.example.com", "Origin": "https://app.example.org"})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example.org"
+        bad = c.post("/v1/segment", content=SAMPLE, headers={"Host": "seg.example.com", "Origin": "https://x.example"})
+        assert bad.status_code == 403
+
+
+def test_foreign_origins_are_refused_and_no_cors_by_default(client):
+    evil = {"Origin": "http://evil.example"}
+    r = client.post("/v1/segment", content=SAMPLE, headers=evil)
+    assert r.status_code == 403 and "--allowed-origins" in r.json()["error"]
+    with pytest.raises(WebSocketDenialResponse) as refused:  # cross-site WebSocket hijacking
+        with client.websocket_connect(STREAM, headers=evil):
+            pass
+    assert refused.value.status_code == 403 and "Origin" in refused.value.json()["error"]
+    own = client.post("/v1/segment", content=SAMPLE, headers={"Origin": LOCAL})  # the page's own origin
+    assert own.status_code == 200 and "access-control-allow-origin" not in own.headers
+    with client.websocket_connect(STREAM, headers={"Origin": LOCAL}) as ws:
+        ws.send_bytes(SAMPLE)
+        assert "classes" in ws.receive_json()
+
+
+def test_api_key(seg):
+    with _client(seg, api_key=KEY) as c:
+        assert c.get("/").status_code == 200 and c.get("/health").json()["auth"] is True
+        assert c.get("/static/app.js").status_code == 200  # the page's assets: it asks for the key
+        for method, path in [("get", "/v1/model"), ("post", "/v1/segment"), ("get", "/openapi.json")]:
+            r = getattr(c, method)(path, headers={"Authorization": "Bearer wrong-key-0123456789"})
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
+            assert "API key" in r.json()["error"]
+            assert getattr(c, method)(path).status_code == 401
+        auth = {"Authorization": f"Bearer {KEY}"}
+        assert c.get("/v1/model", headers=auth).status_code == 200
+        assert c.post("/v1/segment", content=SAMPLE, headers=auth).status_code == 200
+        with c.websocket_connect(STREAM, headers=auth) as ws:  # a client that can set headers
+            ws.send_bytes(SAMPLE)
+            assert "classes" in ws.receive_json()
+        with c.websocket_connect(STREAM) as ws:  # a browser: the key as the first message
+            ws.send_text(json.dumps({"api_key": KEY}))
+            ws.send_bytes(SAMPLE)
+            assert "classes" in ws.receive_json()
+        for first in (json.dumps({"api_key": "nope"}), "not json"):
+            with c.websocket_connect(STREAM) as ws:
+                ws.send_text(first)
+                assert ws.receive_json()["status"] == 401
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    ws.receive_json()
+                assert closed.value.code == 1008
+
+
+def test_security_settings_are_checked_and_exposure_warns(capsys):
+    with pytest.raises(RtsegError, match="at least 16"):
+        ServeSecurity(api_key="short")
+    with pytest.raises(RtsegError, match="--allowed-origins 'evil.example'"):
+        ServeSecurity(allowed_origins=["evil.example"])
+    assert security_for("127.0.0.1").allowed_hosts is None and capsys.readouterr().err == ""
+    exposed = security_for("0.0.0.0")
+    assert exposed.allowed_hosts == ["*"] and "without an API key" in capsys.readouterr().err
+    assert security_for("0.0.0.0", api_key=KEY).api_key == KEY and capsys.readouterr().err == ""
 
 
 @pytest.mark.slow

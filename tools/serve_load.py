@@ -1,7 +1,9 @@
 """Load test of ``rtseg serve``: a real server on 127.0.0.1 (its own process), N requests of the
-sample frame from C concurrent clients. Writes the figures as JSON.
+sample frame from C concurrent clients, and the server's resident memory before and after
+them (a soak: thousands of requests must not grow it). Writes the figures as JSON.
 
-    python tools/serve_load.py --requests 200 --concurrency 16 --json bench/serve_load.json
+    python -m tools.serve_load --requests 200 --concurrency 16 --json bench/serve_load.json
+    python -m tools.serve_load --requests 5000 --concurrency 8 --json bench/serve_soak.json
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from rtseg.deploy.bench import machine_info
 from rtseg.io import atomic_write_text
-from rtseg.serve import ServerProcess, load_test
+from tests.serve_harness import ServerProcess, load_test
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,10 +29,15 @@ def main() -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="write the figures here")
     args = p.parse_args()
     image = (REPO / "rtseg" / "web" / "sample.jpg").read_bytes()
-    with ServerProcess(args.server_args.split()) as url:
-        load_test(url, image, requests=8, concurrency=2)  # warm connections and caches
+    server = ServerProcess(args.server_args.split())
+    with server as url:
+        # Warm connections, caches and the allocator's arenas: the soak figure is the growth after that.
+        load_test(url, image, requests=16, concurrency=args.concurrency)
+        rss_before = server.rss_mb()
         result = load_test(url, image, args.requests, args.concurrency, args.output)
-    result.update(server_args=args.server_args, image="rtseg/web/sample.jpg (480x360 JPEG)",
+        rss_after = server.rss_mb()
+    result.update(rss_before_mb=round(rss_before, 1), rss_after_mb=round(rss_after, 1),
+                  rss_growth_mb=round(rss_after - rss_before, 1),server_args=args.server_args, image="rtseg/web/sample.jpg (480x360 JPEG)",
                   machine=machine_info())
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")

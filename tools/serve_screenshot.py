@@ -1,20 +1,15 @@
 """Screenshot of the rtseg web page for the README: a real server, headless Chromium, the
 sample frame segmented.
 
-    python tools/serve_screenshot.py docs/serve.png
+    python -m tools.serve_screenshot docs/serve.png    # from the repository root
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-import browser  # noqa: E402
-
-from rtseg.serve import ServerProcess  # noqa: E402
+from tests import browser
+from tests.serve_harness import ServerProcess
 
 
 def main(out: str) -> None:

@@ -26,6 +26,19 @@ def register(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=4096 * 4096,
                    help="largest decoded image in pixels (default 16777216 = 4096x4096)")
     p.add_argument("--max-batch", type=int, default=16, help="most images per /v1/segment/batch (default 16)")
+    p.add_argument("--max-streams", type=int, default=4,
+                   help="live WebSocket streams open at once; the next is refused (default 4)")
+    p.add_argument("--stream-idle", type=float, default=60.0, metavar="SECONDS",
+                   help="close a live stream that sends no frame for this long (default 60)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on every endpoint but / and /health (the page asks "
+                        "for it); default: $RTSEG_API_KEY. Prefer the variable: a command line is visible in ps")
+    p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="comma-separated Host names to answer (*.example.com for a domain, * for any); default: "
+                        "loopback names for a loopback --host, any name otherwise")
+    p.add_argument("--allowed-origins", default=None, metavar="ORIGINS",
+                   help="comma-separated origins (https://app.example.com) whose pages may call the API, with CORS "
+                        "for them; default: only the server's own page")
     options.add_device(p)
     options.add_threads(p)
     p.add_argument("--compile", action="store_true",
@@ -38,19 +51,25 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rtseg.errors import RtsegError
-    from rtseg.serve import ServeLimits, check_address, serve
+    from rtseg.serve import ServeLimits, check_address, security_for, serve
 
     if not 0 <= args.port <= 65535:
         raise RtsegError(f"--port {args.port}: expected 0-65535")
     if args.workers < 1 or args.queue < 0:
         raise RtsegError(f"--workers {args.workers} --queue {args.queue}: expected at least 1 worker and a queue "
                          "of 0 or more")
-    if args.max_mb <= 0 or args.max_pixels <= 0 or args.max_batch <= 0:
-        raise RtsegError("--max-mb, --max-pixels and --max-batch must be positive")
-    limits = ServeLimits(max_bytes=int(args.max_mb * 2**20), max_pixels=args.max_pixels,
-                         max_batch=args.max_batch, queue=args.queue)
+    for name in ("max_mb", "max_pixels", "max_batch", "max_streams", "stream_idle"):
+        if getattr(args, name) <= 0:
+            raise RtsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected a positive number")
+    limits = ServeLimits(max_bytes=int(args.max_mb * 2**20), max_pixels=args.max_pixels, max_batch=args.max_batch,
+                         queue=args.queue, max_streams=args.max_streams, stream_idle_s=args.stream_idle)
     check_address(args.host, args.port)
+    security = security_for(args.host, _names(args.allowed_hosts), _names(args.allowed_origins), args.api_key)
     print(f"rtseg serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True)
     serve(args.weights, host=args.host, port=args.port, device=args.device, compile=args.compile,
-          threads=args.threads, workers=args.workers, limits=limits, log_level=args.log_level)
+          threads=args.threads, workers=args.workers, limits=limits, security=security, log_level=args.log_level)
     return 0
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
