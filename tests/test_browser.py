@@ -56,3 +56,23 @@ def test_live_mode_streams_the_camera(page):
     assert "frames" in page.find_element(By.ID, "fps").text
     assert browser.wait_for(page, browser.OVERLAY_DIFFERS) > 1
     page.find_element(By.ID, "stop").click()
+
+
+def test_a_server_with_an_api_key_asks_for_it():
+    from selenium.webdriver.common.by import By
+
+    key = "browser-test-key-0123456789"
+    with ServerProcess(["--threads", "1"], env={"RTSEG_API_KEY": key}) as url:
+        driver = browser.open_browser()
+        try:
+            driver.get(url + "/")
+            browser.wait_for(driver, "!document.getElementById('auth').hidden")
+            driver.find_element(By.ID, "apikey").send_keys(key)
+            driver.find_element(By.CSS_SELECTOR, "#auth button").click()
+            browser.wait_for(driver, "document.getElementById('model').textContent.includes('enet')")
+            driver.find_element(By.ID, "sample").click()
+            browser.wait_for(driver, "window.rtseg.lastResult && window.rtseg.lastResult.width === 480")
+            driver.find_element(By.ID, "camera").click()  # the stream sends the key as its first message
+            browser.wait_for(driver, "window.rtseg.frames >= 2", timeout=90)
+        finally:
+            driver.quit()

@@ -10,8 +10,25 @@ window.rtseg = state;  // inspected by the browser test
 
 function status(text) { $("status").textContent = text || ""; }
 
+// A server started with --api-key wants "Authorization: Bearer KEY" on every call but / and
+// /health. The key is asked for once and kept for this tab only (sessionStorage), never in a URL.
+function apiKey() { return sessionStorage.getItem("rtseg-api-key"); }
+function authHeaders(headers = {}) { const k = apiKey(); return k ? { ...headers, Authorization: `Bearer ${k}` } : headers; }
+function askForKey(message) {
+  $("auth").hidden = false;
+  status(message);
+}
+$("auth").onsubmit = (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("rtseg-api-key", $("apikey").value);
+  $("auth").hidden = true;
+  status("");
+  loadModel().catch(() => status("cannot reach the server"));
+};
+
 async function loadModel() {
-  const r = await fetch("/v1/model");
+  const r = await fetch("/v1/model", { headers: authHeaders() });
+  if (r.status === 401) { askForKey(apiKey() ? "wrong API key" : "enter the server's API key"); return; }
   const m = await r.json();
   const h = await (await fetch("/health")).json();
   $("model").textContent = `${m.name}, ${m.class_names.length} classes, ${h.device}` +
@@ -79,8 +96,9 @@ async function segmentBlob(blob) {
   try { input = await createImageBitmap(blob); } catch (e) { status("not an image this browser can read"); return; }
   const t0 = performance.now();
   const r = await fetch("/v1/segment?output=json&mask=true", { method: "POST", body: blob,
-                        headers: { "Content-Type": blob.type || "application/octet-stream" } });
+                        headers: authHeaders({ "Content-Type": blob.type || "application/octet-stream" }) });
   const result = await r.json();
+  if (r.status === 401) { askForKey("wrong API key"); return; }
   if (!r.ok) { status(result.error || `error ${r.status}`); return; }
   await show(result, input);
   $("latency").textContent = `${(performance.now() - t0).toFixed(0)} ms (upload, segment, download)`;
@@ -108,6 +126,7 @@ function sendFrame() {
 async function onResult(event) {
   const result = JSON.parse(event.data);
   const pending = state.pending;
+  if (result.status === 401) { stopLive(); askForKey("wrong API key"); return; }
   if (result.error) { status(result.error); setTimeout(sendFrame, 200); return; }
   await show(result, pending.frame);
   const now = performance.now();
@@ -127,7 +146,8 @@ function startLive(kind) {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   state.ws = new WebSocket(`${proto}://${location.host}/v1/stream`);
   state.ws.onmessage = onResult;
-  state.ws.onopen = () => sendFrame();
+  // Browsers cannot set headers on a WebSocket: the key goes as the first message.
+  state.ws.onopen = () => { if (apiKey()) state.ws.send(JSON.stringify({ api_key: apiKey() })); sendFrame(); };
   state.ws.onclose = () => { if (state.live) status("the live connection closed"); };
   state.ws.onerror = () => status("the live connection failed");
 }
