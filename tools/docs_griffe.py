@@ -3,7 +3,8 @@
 rtseg's docstrings are prose written for ``help()``, with a few reST habits: Sphinx roles
 (``:func:`main```), double-backtick literals and ``::`` before an indented example. Markdown
 renders double backticks as code already; this turns the roles into inline code and a trailing
-``::`` into ``:``, so the pages show what the author meant instead of the markup.
+``::`` into ``:``, so the pages show what the author meant instead of the markup. It also
+leaves out of classes the undocumented instance attributes (``self.x = x`` in ``__init__``).
 """
 
 from __future__ import annotations
@@ -34,4 +35,10 @@ class ProseDocstrings(griffe.Extension):
             seen.add(obj.path)
             if obj.docstring is not None:
                 obj.docstring.value = clean(obj.docstring.value)
-            stack.extend(m for m in obj.members.values() if not m.is_alias)
+            members = [m for m in obj.members.values() if not m.is_alias]
+            if obj.is_class:
+                # `self.x = x` in __init__ without a docstring says nothing on a reference page
+                for m in members:
+                    if m.is_attribute and m.docstring is None and "instance-attribute" in m.labels:
+                        del obj.members[m.name]
+            stack.extend(m for m in members if m.name in obj.members)

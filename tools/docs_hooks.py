@@ -193,7 +193,7 @@ def recipes_reference() -> str:
     """A row per recipe in configs/: model, dataset, epochs, crop, optimiser, lr, batch."""
     import yaml
 
-    out = ["| recipe | model | dataset | epochs | crop | optimiser, lr | batch | class weights |",
+    out = ["| recipe (`configs/NAME.yaml`) | model | dataset | epochs | crop | optimiser, lr | batch | class weights |",
            "|---|---|---|---:|---|---|---:|---|"]
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         c = yaml.safe_load(path.read_text()) or {}
@@ -201,7 +201,7 @@ def recipes_reference() -> str:
         crop = "x".join(map(str, d["crop"])) if d.get("crop") else "whole frames"
         if d.get("resize"):
             crop += f" (of {'x'.join(map(str, d['resize']))})"
-        out.append(f"| `configs/{path.name}` | `{m.get('name', 'enet')}` | {d.get('dataset', 'camvid')} | "
+        out.append(f"| `{path.stem}` | `{m.get('name', 'enet')}` | {d.get('dataset', 'camvid')} | "
                    f"{s.get('epochs', '')} | {crop} | {o.get('name', 'adam')} {o.get('lr', '')} | "
                    f"{d.get('batch_size', 8)} | {loss.get('class_weights', 'none')} |")
     return "\n".join(out) + "\n"
