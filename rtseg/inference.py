@@ -150,7 +150,10 @@ class Segmenter:
         # Cap the pixels, not just the shorter side: without a training size, or with a large one,
         # the working size would follow the input (a 6000x4000 photo at full size).
         scale = min(scale, (MAX_WORKING_PIXELS / (height * width)) ** 0.5)
-        return max(8, round(height * scale)), max(8, round(width * scale))
+        h, w = max(8, round(height * scale)), max(8, round(width * scale))
+        if h * w > MAX_WORKING_PIXELS:  # rounded up past the cap: round down instead
+            h, w = max(8, int(height * scale)), max(8, int(width * scale))
+        return h, w
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Same-size (H, W, 3) uint8 images -> (N, 3, h, w) normalised float at the working size."""
