@@ -19,7 +19,7 @@ from rtseg.checkpoint import shipped_models  # noqa: E402
 from rtseg.class_weights import compute_class_weights, dataset_info  # noqa: E402
 from rtseg.compress import prune  # noqa: E402
 from rtseg.datasets.resize import resize_splits as resize_dataset  # noqa: E402
-from rtseg.deploy.bench import benchmark  # noqa: E402
+from rtseg.bench import benchmark  # noqa: E402
 from rtseg.deploy.export import export  # noqa: E402
 from rtseg.engine.train import train  # noqa: E402
 from rtseg.evaluation import evaluate  # noqa: E402

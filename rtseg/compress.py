@@ -91,7 +91,7 @@ def prune(weights: str | Path | None, ratio: float, out: str | Path, *, size: tu
     ``overrides``) each step but the last (``finetune_last``: the last too) is followed by
     ``finetune_epochs`` epochs of fine-tuning. ``size``: for tracing and FLOPs (default: the
     checkpoint's). Returns the before/after report (also written to ``json_path``)."""
-    from rtseg.deploy.bench import count_flops, count_params
+    from rtseg.models.stats import count_flops, count_params
     from rtseg.weights import load_weights
 
     if steps < 1:

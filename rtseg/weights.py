@@ -91,7 +91,7 @@ def load_weights(weights: str | Path | None = None, threads: int = 0) -> LoadedW
     ``threads``: torch / ONNX Runtime intra-op threads (0 = library default)."""
     set_threads(threads)
     if weights is not None and str(weights).lower().endswith(".onnx"):
-        from rtseg.deploy.onnx_model import OnnxSegmentationModel
+        from rtseg.onnx_model import OnnxSegmentationModel
 
         onnx_model = OnnxSegmentationModel(weights, threads=threads)
         meta = onnx_model.meta

@@ -5,29 +5,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from rtseg.checkpoint import SHIPPED_WEIGHTS, load_checkpoint
-from rtseg.deploy.bench import count_flops
 from rtseg.models import create_model, list_models
+from rtseg.models.stats import count_flops, inference_parameters
+
+__all__ = ["TABLE_SIZES", "inference_parameters", "model_table", "shipped_architectures"]
 
 #: Sizes the table reports GFLOPs at: CamVid's 360x480 and Cityscapes' 1024x2048.
 TABLE_SIZES = ((360, 480), (1024, 2048))
-
-
-def inference_parameters(model: nn.Module, size: tuple[int, int] = (64, 96)) -> int:
-    """Parameters of the modules an eval-mode forward pass uses: auxiliary, booster and
-    boundary heads (training only) are left out. Traced on the meta device (no arithmetic)."""
-    used: set[int] = set()
-    hooks = [m.register_forward_hook(lambda mod, *_: used.add(id(mod))) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, *size, device=next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-    params = {id(p): p for m in model.modules() if id(m) in used for p in m.parameters(recurse=False)}
-    return sum(p.numel() for p in params.values())
 
 
 def shipped_architectures() -> dict[str, str]:

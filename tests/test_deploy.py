@@ -185,7 +185,7 @@ def test_bench_of_an_onnx_export_times_the_file(enet_ckpt, tmp_path):
     rtseg.export(enet_ckpt, onnx_path, size=(24, 32))
     r = rtseg.benchmark(weights=onnx_path, size=(24, 32), backend="onnxruntime", threads=1, iters=2)
     assert r["median_ms"] > 0 and r["model"] == "enet (onnx)" and r["params"] > 0
-    with pytest.raises(RtsegError, match="runs with --backend onnxruntime only"):
+    with pytest.raises(RtsegError, match=r"runs with --backend onnxruntime\|opencv\|openvino only"):
         rtseg.benchmark(weights=onnx_path, size=(24, 32), backend="torch")
     with pytest.raises(RtsegError, match="bench it with --size 24x32"):
         rtseg.benchmark(weights=onnx_path, size=(48, 64), backend="onnxruntime")

@@ -12,7 +12,7 @@ import rtseg
 from rtseg import list_models
 from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
-from rtseg.deploy.bench import count_flops, count_params
+from rtseg.models.stats import count_flops, count_params
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.errors import RtsegError
 from rtseg.models import create_model

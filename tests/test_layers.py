@@ -17,9 +17,10 @@ LAYERS = [
     # 0: the bottom: no rtseg module above these
     ("rtseg._version", "rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.config",
      "rtseg.datasets", "rtseg.metrics", "rtseg.checkpoint", "rtseg.models", "rtseg.class_weights",
-     "rtseg.visualize"),
-    # 1: engine and deploy, and the one weights loader they share
-    ("rtseg.weights", "rtseg.engine", "rtseg.deploy", "rtseg.compress", "rtseg.zoo"),
+     "rtseg.visualize", "rtseg.measure", "rtseg.onnx_model", "rtseg.weights"),
+    # 1: engine and deploy (the one weights loader they share is below them), and rtseg.bench,
+    # which fronts the inference (deploy) and training (engine) benchmarks
+    ("rtseg.engine", "rtseg.deploy", "rtseg.compress", "rtseg.zoo", "rtseg.bench"),
     # 2: running trained models on images, video and datasets
     ("rtseg.inference", "rtseg.evaluation", "rtseg.streaming", "rtseg.video", "rtseg.serve"),
     # 3: the command line and the package's front door

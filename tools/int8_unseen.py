@@ -42,7 +42,7 @@ def main() -> None:
 
     import rtseg
     from rtseg.deploy.export import compare, export_onnx
-    from rtseg.deploy.onnx_model import make_session, metadata_from_checkpoint
+    from rtseg.onnx_model import make_session, metadata_from_checkpoint
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
     from rtseg.weights import load_weights
 

@@ -16,7 +16,7 @@ import json
 
 import yaml
 
-from rtseg.deploy.bench import count_flops, count_params
+from rtseg.models.stats import count_flops, count_params
 from rtseg.models import create_model
 
 

@@ -20,7 +20,8 @@ def register(sub) -> None:
     options.add_weights(p)
     p.add_argument("--num-classes", type=int, default=11, help="classes for --model without --weights (default 11)")
     options.add_size(p, "360x480")
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help="default torch; an .onnx file: onnxruntime")
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help="default torch; an .onnx file: onnxruntime, opencv or openvino (timed as it is); opencv / "
+                        "openvino with a model: exported for that runtime (rtseg export --target)")
     options.add_threads(p)
     p.add_argument("--iters", type=int, default=30, help="timed iterations (default 30)")
     p.add_argument("--runs", type=int, default=1,
@@ -50,7 +51,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.deploy.bench import bench_markdown, benchmark, benchmark_suite
+    from rtseg.bench import benchmark
+    from rtseg.deploy.bench import bench_markdown, benchmark_suite
 
     size = options.parse_size(args.size) or (360, 480)
     if args.suite:

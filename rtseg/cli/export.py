@@ -17,6 +17,10 @@ def register(sub) -> None:
     options.add_weights(p)
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
     options.add_size(p)
+    p.add_argument("--target", choices=["onnxruntime", "opencv", "openvino"], default="onnxruntime",
+                   help="ONNX: the runtime to write the graph for and run the parity check in (default "
+                        "onnxruntime); opencv and openvino get standard ops only (max-unpooling without "
+                        "ScatterND); see docs/deployment_runtimes.md")
     p.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch, height and width")
     p.add_argument("--argmax", action="store_true", help="end the graph with argmax: (N, H, W) class ids")
     p.add_argument("--int8", action="store_true", help="ONNX Runtime static int8 quantisation (QDQ, per-channel)")
@@ -38,16 +42,18 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rtseg.deploy.export import export
+    from rtseg.deploy.runtimes import NAMES
 
     report = export(args.weights, args.out, format=args.format, size=options.parse_size(args.size),
                     dynamic=args.dynamic, argmax=args.argmax, int8=args.int8, calibrate=args.calibrate,
                     data_root=args.data_root, keep_float=_keep_float(args.keep_float),
-                    sensitivity=args.sensitivity, threads=args.threads)
+                    sensitivity=args.sensitivity, threads=args.threads, target=args.target)
     par = report.get("int8", {}).get("parity_on_calibration_frames") or report.get("parity", {})
     size = report["size"]
     print(f"exported {report['format']}{' int8' if args.int8 else ''} -> {args.out} ({report['file_mb']} MB), "
           f"size {size[0]}x{size[1]}, parity: max |diff| {par.get('max_abs_diff', float('nan')):.2g}, "
-          f"{100 * par.get('pixel_agreement', float('nan')):.3f}% pixels agree")
+          f"{100 * par.get('pixel_agreement', float('nan')):.3f}% pixels agree"
+          + (f" in {NAMES[report['runtime']['name']]} {report['runtime']['version']}" if "runtime" in report else ""))
     int8 = report.get("int8", {})
     if "parity_on_sensitivity_frames" in int8:
         print(f"on the --sensitivity frames ({int8['sensitivity_frames']}): "

@@ -19,6 +19,7 @@ from torch import nn
 
 from rtseg.deploy.fold import fold_batchnorm, prelu_as_max
 from rtseg.deploy.onnx_graph import compact_names, strip_debug_info
+from rtseg.deploy.runtimes import NAMES, RUNTIMES, load_runner, version
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_path, atomic_write_text
 
@@ -29,6 +30,10 @@ MIN_PIXEL_AGREEMENT = 0.999
 #: share of agreeing pixels (on the calibration frames) the quantisation has gone wrong.
 INT8_MIN_PIXEL_AGREEMENT = 0.9
 FORMATS = ("onnx", "torchscript")
+#: Runtimes ``rtseg export --target`` writes a graph for and checks it in. onnxruntime: the
+#: exporter's own graph (max-unpooling as ScatterND, ONNX Runtime's fastest form). opencv and
+#: openvino: standard ops only (:mod:`rtseg.deploy.portable`), which OpenCV DNN needs.
+TARGETS = RUNTIMES
 
 
 class ArgmaxHead(nn.Module):
@@ -124,10 +129,11 @@ def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, m
             f"agreement {100 * report.pixel_agreement:.3f}% (limit {100 * min_agreement:.1f}%)")
 
 
-def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool) -> str:
+def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool, translations: dict | None = None) -> str:
     """torch.onnx (dynamo) export. The batch is always symbolic; with ``dynamic`` height and
     width are too. Models whose shape arithmetic export cannot prove for every size (ENet's
-    unpooling) get spatial sizes that are multiples of 8, then 32. Returns the dynamic axes."""
+    unpooling) get spatial sizes that are multiples of 8, then 32. ``translations``: aten op ->
+    ONNX function replacing the exporter's own. Returns the dynamic axes."""
     # 0: batch only; 1: any size; 8 / 32: sizes that are multiples of it; None: fully static.
     attempts = [1, 8, 32, 0] if dynamic else [0, None]
     last_error: Exception | None = None
@@ -149,7 +155,7 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool)
                 torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=OPSET,
                                   dynamic_shapes=shapes, input_names=["image"],
                                   output_names=["classes" if isinstance(model, ArgmaxHead) else "logits"],
-                                  verbose=False, external_data=False)
+                                  verbose=False, external_data=False, custom_translation_table=translations)
         except Exception as e:  # torch.export raises many kinds; keep the last to report
             last_error = e
             continue
@@ -161,51 +167,71 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool)
     raise RtsegError(f"ONNX export failed: {type(last_error).__name__}: {str(last_error)[:500]}")
 
 
+def _check_target(target: str, option: str = "--target") -> None:
+    if target not in TARGETS:
+        raise RtsegError(f"{option} {target!r}: expected one of {', '.join(TARGETS)}")
+
+
+def _target_parity(reference: nn.Module, path: Path, size: tuple[int, int], axes: str, argmax: bool,
+                   target: str) -> ParityReport:
+    """The graph in ``target`` against PyTorch on the parity inputs at ``size`` (batch 1) and, for
+    a graph with symbolic height and width, at a second size it was not traced at (batch 2)."""
+    run = load_runner(path, target)
+    parity = compare(reference, run, _parity_inputs(size), argmax)
+    if "height" in axes:
+        m = 32 if "32" in axes else 8 if "8" in axes else 1
+        other = (size[0] + 2 * m, size[1] + m)
+        p2 = compare(reference, run, _parity_inputs(other, batch=2, count=1), argmax)
+        parity = ParityReport(max(parity.max_abs_diff, p2.max_abs_diff),
+                              min(parity.pixel_agreement, p2.pixel_agreement), parity.inputs + 1,
+                              max(parity.logit_scale, p2.logit_scale),
+                              max(parity.p9999_abs_diff, p2.p9999_abs_diff))
+    return parity
+
+
 def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, argmax: bool = False,
                 dynamic: bool = False, metadata: dict | None = None, fold_bn: bool = True,
-                check: bool = True) -> dict:
-    """Export ``model`` to ONNX at ``size`` = (H, W), then run it in ONNX Runtime against PyTorch
-    (the un-folded model) and fail if they diverge. Returns a report dict."""
+                check: bool = True, target: str = "onnxruntime") -> dict:
+    """Export ``model`` to ONNX at ``size`` = (H, W) in ``target``'s graph form (:data:`TARGETS`),
+    then run it in that runtime against PyTorch (the un-folded model) and fail if they diverge
+    (:class:`ExportMismatchError`), or if the runtime cannot load or run it
+    (:class:`~rtseg.deploy.runtimes.RuntimeRefusal`, with the runtime's reason). Returns a report
+    dict."""
     try:
         import onnx
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401  (the parity check of the default target)
         import onnxscript  # noqa: F401  (torch.onnx's dynamo exporter needs it)
     except ImportError as e:
         raise RtsegError(f"ONNX export needs the export extra ({e.name} is missing): "
                          "pip install 'rtseg[export]'") from None
 
+    _check_target(target)
+    translations = None
+    if target != "onnxruntime":
+        from rtseg.deploy.portable import translation_table
+
+        translations = translation_table()
     reference = ArgmaxHead(model.eval()) if argmax else model.eval()
     prepared = prepare(model, argmax, fold_bn, onnx=True)
     x = _parity_inputs(size, count=1)[0]
     path = Path(path)
     with atomic_path(path) as tmp:
-        axes = _export_dynamo(prepared, x, tmp, dynamic)
+        axes = _export_dynamo(prepared, x, tmp, dynamic, translations)
         proto = onnx.load(str(tmp))
         strip_debug_info(proto)
         compact_names(proto)
-        for k, v in (metadata or {}).items():
+        for k, v in {**(metadata or {}), "rtseg_target": target}.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
         onnx.save(proto, str(tmp))
         report = {"format": "onnx", "path": str(path), "size": list(size), "dynamic_axes": axes,
-                  "argmax": argmax, "bn_folded": fold_bn, "opset": OPSET,
+                  "argmax": argmax, "bn_folded": fold_bn, "opset": OPSET, "target": target,
                   "ops": sorted({n.op_type for n in proto.graph.node})}
         if check:
-            session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            parity = compare(reference, lambda a: session.run(None, {name: a})[0], _parity_inputs(size), argmax)
-            if "height" in axes:
-                # Check a second size too: the one the graph was not traced at.
-                m = 32 if "32" in axes else 8 if "8" in axes else 1
-                other = (size[0] + 2 * m, size[1] + m)
-                p2 = compare(reference, lambda a: session.run(None, {name: a})[0],
-                             _parity_inputs(other, batch=2, count=1), argmax)
-                parity = ParityReport(max(parity.max_abs_diff, p2.max_abs_diff),
-                                      min(parity.pixel_agreement, p2.pixel_agreement), parity.inputs + 1,
-                                      max(parity.logit_scale, p2.logit_scale),
-                                      max(parity.p9999_abs_diff, p2.p9999_abs_diff))
-            check_parity(parity, what=f"ONNX export {path.name}")
+            parity = _target_parity(reference, tmp, size, axes, argmax, target)
+            check_parity(parity, what=f"ONNX export {path.name} in {NAMES[target]} {version(target)}")
             report["parity"] = parity.to_dict()
+            report["runtime"] = {"name": target, "version": version(target)}
     return report
 
 
@@ -235,7 +261,7 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
            size: tuple[int, int] | list[int] | None = None, dynamic: bool = False, argmax: bool = False,
            int8: bool = False, calibrate: str | None = None, data_root: str | Path | None = None,
            keep_float: list[str] | tuple[str, ...] | None = None, sensitivity: str | None = None,
-           threads: int = 0) -> dict:
+           threads: int = 0, target: str = "onnxruntime") -> dict:
     """``rtseg export``: weights (shipped name or checkpoint) -> ONNX or TorchScript at ``size``
     (default: the checkpoint's), BatchNorm folded, parity-checked against PyTorch (an
     :class:`ExportMismatchError` when they diverge). ``int8``: ONNX Runtime static quantisation
@@ -244,13 +270,20 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
     quantise everything). ``sensitivity`` = "DATASET:SPLIT:N" frames, ideally from sequences the
     calibration did not see: also measure, for each top-level module, how much keeping it alone in
     float raises the int8 model's pixel agreement with PyTorch on those frames, and report the
-    agreement of the exported model there. Writes ``out`` and ``out.json`` (the report) and
-    returns the report."""
-    from rtseg.deploy.onnx_model import metadata_from_checkpoint
+    agreement of the exported model there. ``target``: the runtime the ONNX graph is written for
+    and checked in (:data:`TARGETS`). Writes ``out`` and ``out.json`` (the report) and returns
+    the report."""
+    from rtseg.onnx_model import metadata_from_checkpoint
     from rtseg.weights import load_weights
 
     if format not in FORMATS:
         raise RtsegError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    _check_target(target)
+    if target != "onnxruntime" and format != "onnx":
+        raise RtsegError(f"--target {target} is for ONNX graphs: use --format onnx (or leave out --target)")
+    if int8 and target != "onnxruntime":
+        raise RtsegError(f"--int8 is ONNX Runtime's static quantisation (QDQ): use --target onnxruntime, "
+                         f"not {target}")
     if int8 and format != "onnx":
         raise RtsegError("--int8 needs --format onnx (quantisation runs in ONNX Runtime)")
     if int8 and not calibrate:
@@ -271,7 +304,7 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
     if format == "torchscript":
         report = export_torchscript(model, out, size, argmax=argmax)
     elif not int8:
-        report = export_onnx(model, out, size, argmax=argmax, dynamic=dynamic, metadata=meta)
+        report = export_onnx(model, out, size, argmax=argmax, dynamic=dynamic, metadata=meta, target=target)
     else:
         if keep_float is None:
             keep_float = list(getattr(model, "int8_keep_float", ()))
@@ -290,7 +323,7 @@ def _export_int8(model: nn.Module, out: Path, size: tuple[int, int], meta: dict,
     with the per-module sensitivity, when given)."""
     import tempfile
 
-    from rtseg.deploy.onnx_model import make_session
+    from rtseg.onnx_model import make_session
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
 
     dataset, split, n = parse_calibration(calibrate)

@@ -1,5 +1,9 @@
 """Run an exported ONNX model through ONNX Runtime with the interface of a PyTorch model, so
-``rtseg eval`` / ``predict`` / ``bench`` accept ``.onnx`` files (float or int8)."""
+``rtseg eval`` / ``predict`` / ``bench`` accept ``.onnx`` files (float or int8).
+
+It sits in the bottom layer, beside the checkpoint reader, because the one weights loader
+(:mod:`rtseg.weights`) opens ``.onnx`` files with it and ``deploy`` (export, bench) builds on
+both."""
 
 from __future__ import annotations
 

@@ -1,0 +1,52 @@
+"""``rtseg bench`` / ``rtseg.benchmark``: one front door for the inference benchmarks
+(:mod:`rtseg.deploy.bench`: latency, FPS, size and memory on a backend) and the training
+benchmarks (:mod:`rtseg.engine.bench_train`: a training step's memory, training images/s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtseg.deploy.bench import BACKENDS, benchmark_inference
+from rtseg.engine.bench_train import benchmark_training
+from rtseg.errors import RtsegError
+
+
+def _check_common(model: str | None, weights, backend: str, runs: int, iters: int, processes: int) -> None:
+    from rtseg.models import list_models
+
+    if not model and not weights:
+        raise RtsegError("give --model NAME (random weights) or --weights W, or --suite")
+    if model and model not in list_models():
+        raise RtsegError(f"--model {model!r}: expected one of {', '.join(list_models())}")
+    if backend not in BACKENDS:
+        raise RtsegError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    for flag, value in (("--runs", runs), ("--iters", iters), ("--processes", processes)):
+        if value < 1:
+            raise RtsegError(f"{flag} {value}: expected 1 or more")
+
+
+def benchmark(model: str | None = None, weights: str | Path | None = None, *, size: tuple[int, int] = (360, 480),
+              backend: str = "torch", threads: int = 0, iters: int = 30, runs: int = 1, num_classes: int = 11,
+              calibrate: str | None = None, data_root: str | Path | None = None, train: bool = False,
+              batch: int = 2, grad_checkpoint: bool = False, train_throughput: bool = False, processes: int = 1,
+              steps: int = 20, train_path: str = "rtseg", show_progress: bool = True) -> dict:
+    """``rtseg bench``: time ``weights`` (shipped name, checkpoint or ``.onnx``) or the
+    architecture ``model`` with random weights (``num_classes`` outputs) on ``backend`` at batch 1.
+
+    Returns median / p90 ms, FPS, params, GFLOPs, peak resident memory and the image -> mask time.
+    ``runs`` > 1: that many fresh processes one after another, summarised by the median of their
+    medians. ``train``: one training step's time and memory instead (``model`` only).
+    ``train_throughput``: training images/s with ``batch`` frames per process over ``steps``
+    steps, in ``processes`` DDP processes (torchrun, ``threads`` each) (``model`` only), on
+    ``train_path`` (rtseg's or the plain eager baseline; ``both``: each in ``runs`` fresh
+    processes, alternating, and their ratio)."""
+    _check_common(model, weights, backend, runs, iters, processes)
+    size = tuple(int(v) for v in size)
+    if train or train_throughput:
+        return benchmark_training(model, size=size, threads=threads, runs=runs, num_classes=num_classes,
+                                  batch=batch, grad_checkpoint=grad_checkpoint, train_throughput=train_throughput,
+                                  processes=processes, steps=steps, train_path=train_path,
+                                  show_progress=show_progress)
+    return benchmark_inference(model, weights, size=size, backend=backend, threads=threads, iters=iters, runs=runs,
+                               num_classes=num_classes, calibrate=calibrate, data_root=data_root,
+                               show_progress=show_progress)

@@ -1,0 +1,118 @@
+"""The runtimes an exported ONNX graph is checked and timed in: ONNX Runtime, OpenCV DNN and
+OpenVINO, each behind one calling convention, ``run(x: np.ndarray (N, 3, H, W) float32) ->
+np.ndarray`` (logits (N, C, H, W), or (N, H, W) classes for an ``--argmax`` export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rtseg.errors import RtsegError
+
+RUNTIMES = ("onnxruntime", "opencv", "openvino")
+NAMES = {"onnxruntime": "ONNX Runtime", "opencv": "OpenCV DNN", "openvino": "OpenVINO"}
+#: Where each runtime comes from (the error for a missing one says so).
+INSTALL = {"onnxruntime": "pip install 'rtseg[export]'", "opencv": "pip install opencv-python-headless",
+           "openvino": "pip install 'rtseg[openvino]'"}
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class RuntimeRefusal(RtsegError):
+    """A runtime cannot load or run a graph; the message names the runtime and its reason."""
+
+
+def _module(runtime: str):
+    if runtime not in RUNTIMES:
+        raise RtsegError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    name = {"opencv": "cv2"}.get(runtime, runtime)
+    try:
+        return __import__(name)
+    except ImportError:
+        raise RtsegError(f"{NAMES[runtime]} is not installed ({name} is missing): {INSTALL[runtime]}") from None
+
+
+def available(runtime: str) -> bool:
+    try:
+        _module(runtime)
+    except RtsegError:
+        return False
+    return True
+
+
+def version(runtime: str) -> str:
+    """The release, e.g. 2026.4.1 (OpenVINO's build suffix dropped)."""
+    return _module(runtime).__version__.split("-")[0]
+
+
+def _reason(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    # OpenCV and OpenVINO put the assertion or the unsupported op on a later line than "Exception
+    # from src/...": keep the most specific short line.
+    for ln in lines:
+        if "error:" in ln or "Assertion" in ln or "not supported" in ln.lower() or "unsupported" in ln.lower():
+            return ln[:300]
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
+def _guard(runtime: str, path: Path, action: str, fn):
+    try:
+        return fn()
+    except RtsegError:
+        raise
+    except Exception as e:  # each runtime raises its own error types (cv2.error, RuntimeError, ...)
+        raise RuntimeRefusal(f"{NAMES[runtime]} {version(runtime)} cannot {action} {path.name}: {_reason(e)}") from None
+
+
+def _onnxruntime(path: Path, threads: int, input_shape) -> Runner:
+    from rtseg.onnx_model import make_session
+
+    session = make_session(path, threads)
+    name = session.get_inputs()[0].name
+    return lambda a: session.run(None, {name: a})[0]
+
+
+def _opencv(path: Path, threads: int, input_shape) -> Runner:
+    import cv2
+
+    if threads > 0:
+        cv2.setNumThreads(threads)  # process-wide, as OpenCV's thread pool is
+    net = cv2.dnn.readNetFromONNX(str(path))  # OpenCV's own CPU backend, its default
+
+    def run(a: np.ndarray) -> np.ndarray:
+        net.setInput(np.ascontiguousarray(a))
+        return net.forward()
+
+    return run
+
+
+def _openvino(path: Path, threads: int, input_shape) -> Runner:
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    if input_shape is not None:
+        model.reshape(list(input_shape))  # a static shape: the CPU plugin plans its kernels for it
+    # f32, not the CPU plugin's default: on CPUs with AVX512-BF16 or AMX it runs bf16 unless told
+    # otherwise, and ENet's class maps then move on ~0.5% of the pixels (docs/deployment_runtimes.md).
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads > 0:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(model, "CPU", config)
+    return lambda a: compiled(a)[0]
+
+
+_LOADERS = {"onnxruntime": _onnxruntime, "opencv": _opencv, "openvino": _openvino}
+
+
+def load_runner(path: str | Path, runtime: str, threads: int = 0,
+                input_shape: tuple[int, ...] | None = None) -> Runner:
+    """``runtime``'s runner for the ONNX file ``path`` (``threads``: intra-op threads, 0 = the
+    runtime's default; ``input_shape``: OpenVINO compiles for this static shape). A graph the
+    runtime cannot load, or later cannot run, raises :class:`RuntimeRefusal` with its reason."""
+    _module(runtime)
+    path = Path(path)
+    run = _guard(runtime, path, "load", lambda: _LOADERS[runtime](path, threads, input_shape))
+    return lambda a: _guard(runtime, path, "run", lambda: np.asarray(run(a)))

@@ -1,0 +1,110 @@
+"""Exports for OpenCV DNN and OpenVINO (``rtseg export --target``) at rtseg's parity gate, the
+runtimes' refusals, and ``rtseg bench --backend opencv|openvino``. Small inputs: the figures on
+real frames are tools/runtime_parity.py's (docs/deployment_runtimes.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import rtseg
+from rtseg.deploy.bench import time_network
+from rtseg.deploy.export import MIN_PIXEL_AGREEMENT, export_onnx
+from rtseg.deploy.runtimes import RuntimeRefusal, available, load_runner
+from rtseg.errors import RtsegError
+from rtseg.models import create_model
+
+SIZE = (48, 64)  # (H, W): a multiple of 8, as ENet's unpooling needs
+
+
+def _trained_like(name: str) -> torch.nn.Module:
+    """Random weights with non-trivial BN statistics, so the class maps are not ties."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def enet_for_opencv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("opencv") / "enet.onnx"
+    return path, export_onnx(_trained_like("enet"), path, SIZE, target="opencv")
+
+
+def test_enet_for_opencv_passes_the_parity_gate_in_opencv_without_a_scatter(enet_for_opencv):
+    path, report = enet_for_opencv
+    assert report["runtime"]["name"] == "opencv"
+    assert report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT
+    # The standard-op unpooling: a gather (DepthToSpace), no ConstantOfShape + ScatterND.
+    assert {"DepthToSpace", "Where"} <= set(report["ops"]) and "ScatterND" not in report["ops"]
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["rtseg_target"] == "opencv"
+
+
+def test_bisenetv2_for_opencv_passes_the_parity_gate(tmp_path):
+    report = export_onnx(_trained_like("bisenetv2"), tmp_path / "b.onnx", SIZE, target="opencv")
+    assert report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT and "Resize" in report["ops"]
+
+
+def test_the_onnxruntime_graph_keeps_its_scatter_and_opencv_refuses_it_with_the_reason(tmp_path):
+    # The exporter's max-unpooling, reduced: zeros from ConstantOfShape(Shape(x)), ScatterND.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1, 2, 2])
+    idx = helper.make_tensor("idx", TensorProto.INT64, [1, 4], [0, 0, 1, 1])
+    val = helper.make_tensor("val", TensorProto.FLOAT, [1], [5.0])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("ConstantOfShape", ["s"], ["z"]),
+             helper.make_node("ScatterND", ["z", "idx", "val"], ["y"])]
+    graph = helper.make_graph(nodes, "unpool", [x], [y], initializer=[idx, val])
+    path = tmp_path / "scatter.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    a = np.zeros((1, 1, 2, 2), np.float32)
+    assert load_runner(path, "onnxruntime")(a)[0, 0, 1, 1] == 5.0
+    with pytest.raises(RuntimeRefusal, match=r"OpenCV DNN \S+ cannot (load|run) scatter.onnx: .*"):
+        load_runner(path, "opencv")(a)
+
+
+def test_export_target_errors_name_the_option(tmp_path):
+    model = create_model("enet", num_classes=3)
+    with pytest.raises(RtsegError, match=r"^--target 'tensorrt': expected one of onnxruntime, opencv, openvino$"):
+        export_onnx(model, tmp_path / "m.onnx", SIZE, target="tensorrt")
+    with pytest.raises(RtsegError, match="--int8 is ONNX Runtime's static quantisation"):
+        rtseg.export("enet-camvid", tmp_path / "m.onnx", int8=True, calibrate="camvid:train:2", target="openvino")
+    with pytest.raises(RtsegError, match="--target opencv is for ONNX graphs"):
+        rtseg.export("enet-camvid", tmp_path / "m.pt", format="torchscript", target="opencv")
+
+
+def test_bench_times_an_opencv_graph(enet_for_opencv):
+    path, _ = enet_for_opencv
+    r = time_network(None, SIZE, "opencv", threads=1, warmup=1, iters=2, onnx_file=path)
+    assert r["backend"] == "opencv" and r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["params"] > 0
+
+
+@pytest.mark.skipif(not available("openvino"), reason="OpenVINO is not installed: pip install 'rtseg[openvino]'")
+def test_enet_for_openvino_passes_the_parity_gate_and_benches(tmp_path):
+    path = tmp_path / "enet.onnx"
+    report = export_onnx(_trained_like("enet"), path, SIZE, target="openvino")
+    assert report["runtime"]["name"] == "openvino" and report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT
+    r = time_network(None, SIZE, "openvino", threads=1, warmup=1, iters=2, onnx_file=path)
+    assert r["backend"] == "openvino" and r["median_ms"] > 0
+
+
+def test_a_missing_runtime_is_a_one_line_error_with_the_install(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino":
+            raise ImportError(name=name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    with pytest.raises(RtsegError, match=r"^OpenVINO is not installed \(openvino is missing\): "
+                                         r"pip install 'rtseg\[openvino\]'$"):
+        load_runner("m.onnx", "openvino")
