@@ -29,6 +29,9 @@ def main() -> None:
                    help="SOURCE is a folder of frames: encode it to an MP4 (mp4v, 30 fps) first and time that")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from rtseg.measure import run_bench_process
+
     if args.as_video:
         import cv2
 
@@ -50,10 +53,8 @@ def main() -> None:
     bench_fps, video_fps, runs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            out = Path(tmp) / "b.json"
-            subprocess.run([*rtseg, "bench", "--weights", args.weights, "--backend", backend, "--threads",
-                            args.threads, "--iters", "60", "--json", str(out)], check=True, capture_output=True)
-            bench = json.loads(out.read_text())
+            bench = run_bench_process(["--weights", args.weights, "--backend", backend, "--threads", args.threads,
+                                       "--iters", "60"], what=f"bench run {i + 1}/{args.repeats}")
             done = subprocess.run([*rtseg, "video", args.source, "--weights", args.weights, "--threads", args.threads,
                                    "--out", str(Path(tmp) / "v.mp4"), *(["--compile"] if args.compile else [])],
                                   check=True, capture_output=True, text=True)
