@@ -13,6 +13,7 @@ from typing import Callable
 from torch import nn
 
 from rtseg.models.bisenetv2 import bisenetv2
+from rtseg.models.dabnet import dabnet
 from rtseg.models.ddrnet import ddrnet23_slim
 from rtseg.models.enet import enet
 from rtseg.models.erfnet import erfnet
@@ -23,6 +24,7 @@ from rtseg.models.pspnet import pspnet50
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "bisenetv2": bisenetv2,
+    "dabnet": dabnet,
     "ddrnet23_slim": ddrnet23_slim,
     "enet": enet,
     "erfnet": erfnet,
