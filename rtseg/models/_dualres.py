@@ -1,7 +1,7 @@
 """Blocks shared by the dual-resolution networks (DDRNet, PIDNet): ResNet basic and bottleneck
-blocks in the DDRNet layout, the BN-ReLU-conv segmentation head and the deep aggregation
-pyramid pooling modules (DAPPM, PAPPM), after the authors' code (ydhongHIT/DDRNet,
-XuJiacong/PIDNet): the same layers, channels and activations (the parameter counts match, see
+blocks in the DDRNet layout and the BN-ReLU-conv segmentation head (their pyramid pooling,
+DAPPM and PAPPM, is :class:`rtseg.models._layers.DeepAggregationPyramidPooling`), after the
+authors' code (ydhongHIT/DDRNet, XuJiacong/PIDNet): the same layers, channels and activations (the parameter counts match, see
 tests/test_models.py); module names are rtseg's own.
 
 Every resize goes to the size of the tensor it is added to (not ``input // 8``), so any input
@@ -14,14 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# resize moved to the blocks every network shares; still importable from here.
+from rtseg.models._layers import conv_bn_act, resize  # noqa: F401
+
 #: BatchNorm momentum of the reference implementations.
 BN_MOMENTUM = 0.1
-
-
-def resize(x: torch.Tensor, like: torch.Tensor | tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False, as the references) to ``like``'s spatial size."""
-    size = tuple(like.shape[-2:]) if isinstance(like, torch.Tensor) else tuple(like)
-    return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def bn(channels: int) -> nn.BatchNorm2d:
@@ -86,8 +83,7 @@ def make_layer(block: type, cin: int, planes: int, blocks: int, stride: int = 1)
     """``blocks`` blocks; a 1x1 projection when the shape changes; the last without ReLU."""
     downsample = None
     if stride != 1 or cin != planes * block.expansion:
-        downsample = nn.Sequential(nn.Conv2d(cin, planes * block.expansion, 1, stride=stride, bias=False),
-                                   bn(planes * block.expansion))
+        downsample = conv_bn_act(cin, planes * block.expansion, 1, stride=stride, act=None)
     # As the references: a bottleneck never ends in ReLU; a basic block does, except the last.
     layers = [block(cin, planes, stride, downsample, no_relu=block is Bottleneck)]
     for i in range(1, blocks):
@@ -107,49 +103,6 @@ class SegmentHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
-
-
-def _bn_relu_conv(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> list[nn.Module]:
-    return [bn(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=False)]
-
-
-class PyramidPooling(nn.Module):
-    """DDRNet's DAPPM (``parallel=False``) and PIDNet's PAPPM (``parallel=True``).
-
-    Context at 1/2, 1/4, 1/8 of the input (average pools of 5, 9, 17 with strides 2, 4, 8) and
-    global, each BN-ReLU-1x1 to ``branch`` channels and upsampled. DAPPM refines them in a
-    cascade (each 3x3 conv sees the previous scale); PAPPM adds the full-resolution branch to
-    each and refines them in one grouped 3x3 conv. Both end in a 1x1 compression plus a 1x1
-    shortcut. The pools are fixed kernels and strides and the global pool a mean, so the module
-    exports with any input size (no adaptive pooling with sizes that do not divide).
-    """
-
-    POOLS = ((5, 2, 2), (9, 4, 4), (17, 8, 8))  # (kernel, stride, padding)
-
-    def __init__(self, cin: int, branch: int, cout: int, parallel: bool) -> None:
-        super().__init__()
-        self.parallel = parallel
-        self.scale0 = nn.Sequential(*_bn_relu_conv(cin, branch))
-        self.pools = nn.ModuleList(nn.AvgPool2d(k, s, p) for k, s, p in self.POOLS)
-        self.scales = nn.ModuleList(nn.Sequential(*_bn_relu_conv(cin, branch)) for _ in range(4))
-        if parallel:
-            self.process = nn.Sequential(*_bn_relu_conv(4 * branch, 4 * branch, 3, groups=4))
-        else:
-            self.process = nn.ModuleList(nn.Sequential(*_bn_relu_conv(branch, branch, 3)) for _ in range(4))
-        self.compression = nn.Sequential(*_bn_relu_conv(5 * branch, cout))
-        self.shortcut = nn.Sequential(*_bn_relu_conv(cin, cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = [pool(x) for pool in self.pools] + [x.mean(dim=(2, 3), keepdim=True)]
-        base = self.scale0(x)  # (N, branch, h, w)
-        contexts = [resize(scale(p), base) for scale, p in zip(self.scales, pooled)]
-        if self.parallel:
-            feats = [base, self.process(torch.cat([c + base for c in contexts], 1))]
-        else:
-            feats = [base]
-            for context, process in zip(contexts, self.process):
-                feats.append(process(context + feats[-1]))
-        return self.compression(torch.cat(feats, 1)) + self.shortcut(x)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -1,4 +1,5 @@
-"""Loading ImageNet encoder weights through torchvision's weights API, or from a local file."""
+"""Initial weights for the networks: ImageNet encoders through torchvision's weights API or a
+local file, and another rtseg model's checkpoint (ICNet from PSPNet50)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from pathlib import Path
 import torch
 from torchvision.models import WeightsEnum
 
-from rtseg.errors import WeightsUnavailableError
+from rtseg.checkpoint import load_checkpoint
+from rtseg.errors import CheckpointError, WeightsUnavailableError
+
+
+def checkpoint_state_dict(weights: str | Path, model_name: str, what: str) -> dict[str, torch.Tensor]:
+    """The state dict of an rtseg checkpoint (path or shipped name) that must hold a
+    ``model_name`` network; ``what`` names the argument in the error otherwise. The checkpoint
+    is read and validated by :func:`rtseg.checkpoint.load_checkpoint`, the one reader."""
+    ckpt = load_checkpoint(weights)
+    if ckpt["model"]["name"] != model_name:
+        raise CheckpointError(f"{what}: {weights} holds a {ckpt['model']['name']!r} model, not {model_name}")
+    return ckpt["state_dict"]
 
 
 def load_encoder_state_dict(weights: WeightsEnum, source: str | Path) -> dict[str, torch.Tensor]:

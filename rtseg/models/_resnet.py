@@ -9,6 +9,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models import ResNet50_Weights
 from torchvision.models.resnet import Bottleneck
 
+from rtseg.models._layers import conv_bn_act
 from rtseg.models._pretrained import load_encoder_state_dict
 
 
@@ -57,8 +58,7 @@ class DilatedResNet50(nn.Module):
             stride = 1
         downsample = None
         if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes * 4))
+            downsample = conv_bn_act(self.inplanes, planes * 4, 1, stride=stride, act=None)
         layers = [Bottleneck(self.inplanes, planes, stride, downsample, dilation=previous_dilation)]
         self.inplanes = planes * 4
         layers += [Bottleneck(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]

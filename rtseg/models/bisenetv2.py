@@ -16,15 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _resize(x: torch.Tensor, like: torch.Tensor | torch.Size) -> torch.Tensor:
-    size = tuple(like.shape[-2:]) if isinstance(like, torch.Tensor) else tuple(like)
-    return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def _cbr(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:
-    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
+from rtseg.models._layers import conv_bn_act, resize
 
 
 class _Stem(nn.Module):
@@ -33,10 +25,10 @@ class _Stem(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv = _cbr(3, 16, stride=2)
-        self.left = nn.Sequential(_cbr(16, 8, 1), _cbr(8, 16, stride=2))
+        self.conv = conv_bn_act(3, 16, stride=2)
+        self.left = nn.Sequential(conv_bn_act(16, 8, 1), conv_bn_act(8, 16, stride=2))
         self.right = nn.MaxPool2d(3, 2, 1)
-        self.fuse = _cbr(32, 16)
+        self.fuse = conv_bn_act(32, 16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -51,19 +43,19 @@ class _GatherExpand(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1, expand: int = 6) -> None:
         super().__init__()
         mid = cin * expand
-        layers = [_cbr(cin, cin)]
+        layers = [conv_bn_act(cin, cin)]
         if stride == 1:
-            layers.append(_cbr(cin, mid, groups=cin))
+            layers.append(conv_bn_act(cin, mid, groups=cin))
         else:
-            layers += [_cbr(cin, mid, stride=2, groups=cin, relu=False), _cbr(mid, mid, groups=mid)]
-        layers.append(_cbr(mid, cout, 1, relu=False))
+            layers += [conv_bn_act(cin, mid, stride=2, groups=cin, act=None), conv_bn_act(mid, mid, groups=mid)]
+        layers.append(conv_bn_act(mid, cout, 1, act=None))
         self.body = nn.Sequential(*layers)
         # Residual branches start near zero (last BN weight 0), as in the reference.
         nn.init.zeros_(self.body[-1][1].weight)
         self.shortcut = None
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(_cbr(cin, cin, stride=stride, groups=cin, relu=False),
-                                          _cbr(cin, cout, 1, relu=False))
+            self.shortcut = nn.Sequential(conv_bn_act(cin, cin, stride=stride, groups=cin, act=None),
+                                          conv_bn_act(cin, cout, 1, act=None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.body(x) + (x if self.shortcut is None else self.shortcut(x)))
@@ -75,8 +67,8 @@ class _ContextEmbedding(nn.Module):
     def __init__(self, channels: int = 128) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(channels)
-        self.conv_gap = _cbr(channels, channels, 1)
-        self.conv_last = _cbr(channels, channels)
+        self.conv_gap = conv_bn_act(channels, channels, 1)
+        self.conv_last = conv_bn_act(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         context = self.conv_gap(self.bn(x.mean(dim=(2, 3), keepdim=True)))  # (N, C, 1, 1)
@@ -89,16 +81,16 @@ class _GuidedAggregation(nn.Module):
     def __init__(self, channels: int = 128) -> None:
         super().__init__()
         c = channels
-        self.detail_keep = nn.Sequential(_cbr(c, c, groups=c, relu=False), nn.Conv2d(c, c, 1, bias=False))
-        self.detail_down = nn.Sequential(_cbr(c, c, stride=2, relu=False), nn.AvgPool2d(3, 2, 1))
-        self.semantic_up = _cbr(c, c, relu=False)
-        self.semantic_keep = nn.Sequential(_cbr(c, c, groups=c, relu=False), nn.Conv2d(c, c, 1, bias=False))
-        self.conv = _cbr(c, c)
+        self.detail_keep = nn.Sequential(conv_bn_act(c, c, groups=c, act=None), nn.Conv2d(c, c, 1, bias=False))
+        self.detail_down = nn.Sequential(conv_bn_act(c, c, stride=2, act=None), nn.AvgPool2d(3, 2, 1))
+        self.semantic_up = conv_bn_act(c, c, act=None)
+        self.semantic_keep = nn.Sequential(conv_bn_act(c, c, groups=c, act=None), nn.Conv2d(c, c, 1, bias=False))
+        self.conv = conv_bn_act(c, c)
 
     def forward(self, detail: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
-        high = self.detail_keep(detail) * torch.sigmoid(_resize(self.semantic_up(semantic), detail))  # 1/8
+        high = self.detail_keep(detail) * torch.sigmoid(resize(self.semantic_up(semantic), detail))  # 1/8
         low = self.detail_down(detail) * torch.sigmoid(self.semantic_keep(semantic))  # 1/32
-        return self.conv(high + _resize(low, detail))
+        return self.conv(high + resize(low, detail))
 
 
 class _Head(nn.Module):
@@ -106,7 +98,7 @@ class _Head(nn.Module):
 
     def __init__(self, cin: int, mid: int, num_classes: int) -> None:
         super().__init__()
-        self.conv = _cbr(cin, mid)
+        self.conv = conv_bn_act(cin, mid)
         self.drop = nn.Dropout(0.1)
         self.classifier = nn.Conv2d(mid, num_classes, 1)
 
@@ -129,9 +121,9 @@ class BiSeNetV2(nn.Module):
     def __init__(self, num_classes: int, boosters: bool = True) -> None:
         super().__init__()
         self.detail = nn.Sequential(  # (N, 128, H/8, W/8)
-            _cbr(3, 64, stride=2), _cbr(64, 64),
-            _cbr(64, 64, stride=2), _cbr(64, 64), _cbr(64, 64),
-            _cbr(64, 128, stride=2), _cbr(128, 128), _cbr(128, 128))
+            conv_bn_act(3, 64, stride=2), conv_bn_act(64, 64),
+            conv_bn_act(64, 64, stride=2), conv_bn_act(64, 64), conv_bn_act(64, 64),
+            conv_bn_act(64, 128, stride=2), conv_bn_act(128, 128), conv_bn_act(128, 128))
         self.stem = _Stem()  # (N, 16, H/4, W/4)
         self.s3 = nn.Sequential(_GatherExpand(16, 32, 2), _GatherExpand(32, 32))  # 1/8
         self.s4 = nn.Sequential(_GatherExpand(32, 64, 2), _GatherExpand(64, 64))  # 1/16
@@ -169,13 +161,13 @@ class BiSeNetV2(nn.Module):
         s3 = self.s3(s2)  # (N, 32, H/8, W/8)
         s4 = self.s4(s3)  # (N, 64, H/16, W/16)
         s5 = self.s5(s4)  # (N, 128, H/32, W/32)
-        logits = _resize(self.head(self.aggregate(detail, self.context(s5))), size)  # (N, C, H, W)
+        logits = resize(self.head(self.aggregate(detail, self.context(s5))), size)  # (N, C, H, W)
         if not self.training:
             return logits
         out = {"out": logits}
         if self.boosters is not None:
             for i, (booster, feat) in enumerate(zip(self.boosters, (s2, s3, s4, s5)), start=1):
-                out[f"aux{i}"] = _resize(booster(feat), size)
+                out[f"aux{i}"] = resize(booster(feat), size)
         return out
 
 

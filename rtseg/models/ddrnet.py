@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtseg.models._dualres import (BasicBlock, Bottleneck, PyramidPooling, SegmentHead, bn, init_weights,
-                                   make_layer, resize, stem)
+from rtseg.models._dualres import BasicBlock, Bottleneck, SegmentHead, init_weights, make_layer, stem
+from rtseg.models._layers import DeepAggregationPyramidPooling, conv_bn_act, resize
 
 
 class DDRNet(nn.Module):
@@ -50,13 +50,12 @@ class DDRNet(nn.Module):
         self.layer4_high = make_layer(BasicBlock, high, high, 2)
         self.layer5_high = make_layer(Bottleneck, high, high, 1)  # 2 * high channels
         # Bilateral fusion
-        self.compression3 = nn.Sequential(nn.Conv2d(planes * 4, high, 1, bias=False), bn(high))
-        self.compression4 = nn.Sequential(nn.Conv2d(planes * 8, high, 1, bias=False), bn(high))
-        self.down3 = nn.Sequential(nn.Conv2d(high, planes * 4, 3, stride=2, padding=1, bias=False), bn(planes * 4))
-        self.down4 = nn.Sequential(
-            nn.Conv2d(high, planes * 4, 3, stride=2, padding=1, bias=False), bn(planes * 4), nn.ReLU(inplace=True),
-            nn.Conv2d(planes * 4, planes * 8, 3, stride=2, padding=1, bias=False), bn(planes * 8))
-        self.spp = PyramidPooling(planes * 16, spp_planes, planes * 4, parallel=False)
+        self.compression3 = conv_bn_act(planes * 4, high, 1, act=None)
+        self.compression4 = conv_bn_act(planes * 8, high, 1, act=None)
+        self.down3 = conv_bn_act(high, planes * 4, 3, stride=2, act=None)
+        self.down4 = nn.Sequential(*conv_bn_act(high, planes * 4, 3, stride=2),  # indices 0-2, then 3-4
+                                   *conv_bn_act(planes * 4, planes * 8, 3, stride=2, act=None))
+        self.spp = DeepAggregationPyramidPooling(planes * 16, spp_planes, planes * 4, parallel=False)
         self.head = SegmentHead(planes * 4, head_planes, num_classes)
         self.aux_head = SegmentHead(high, head_planes, num_classes) if aux_head else None
         init_weights(self)

@@ -18,20 +18,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
+from rtseg.models import _layers as layers
+
 #: The image is downsampled three times, so the network works on multiples of 8 internally.
 _STRIDE = 8
 
 
 def _act(prelu: bool, channels: int) -> nn.Module:
-    return nn.PReLU(channels) if prelu else nn.ReLU(inplace=True)
+    return (layers.prelu if prelu else layers.relu)(channels)
 
 
 def _conv_bn_act(cin: int, cout: int, kernel, stride=1, padding=0, dilation=1, prelu=True) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
-        nn.BatchNorm2d(cout),
-        _act(prelu, cout),
-    )
+    # ENet pads explicitly (its 2x2 stride-2 projection has none).
+    return layers.conv_bn_act(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
+                              act=layers.prelu if prelu else layers.relu)
 
 
 def _window_corners(x: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rtseg.models._dualres import (BasicBlock, Bottleneck, PyramidPooling, SegmentHead, bn, init_weights,
-                                   make_layer, resize, stem)
+from rtseg.models._dualres import BasicBlock, Bottleneck, SegmentHead, init_weights, make_layer, stem
+from rtseg.models._layers import DeepAggregationPyramidPooling, conv_bn_act, resize
 
 
 class _PagFusion(nn.Module):
@@ -28,8 +28,8 @@ class _PagFusion(nn.Module):
 
     def __init__(self, channels: int, mid: int) -> None:
         super().__init__()
-        self.f_x = nn.Sequential(nn.Conv2d(channels, mid, 1, bias=False), nn.BatchNorm2d(mid))
-        self.f_y = nn.Sequential(nn.Conv2d(channels, mid, 1, bias=False), nn.BatchNorm2d(mid))
+        self.f_x = conv_bn_act(channels, mid, 1, act=None)
+        self.f_y = conv_bn_act(channels, mid, 1, act=None)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         query = resize(self.f_y(y), x)  # (N, mid, h, w)
@@ -43,8 +43,8 @@ class _LightBag(nn.Module):
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv_p = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        self.conv_i = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.conv_p = conv_bn_act(cin, cout, 1, act=None)
+        self.conv_i = conv_bn_act(cin, cout, 1, act=None)
 
     def forward(self, p: torch.Tensor, i: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         edge = torch.sigmoid(d)
@@ -76,21 +76,21 @@ class PIDNet(nn.Module):
         self.layer4 = make_layer(BasicBlock, planes * 4, planes * 8, 3, stride=2)  # 1/32
         self.layer5 = make_layer(Bottleneck, planes * 8, planes * 8, 2, stride=2)  # 1/64, 16 planes
         # P branch (1/8)
-        self.compression3 = nn.Sequential(nn.Conv2d(planes * 4, planes * 2, 1, bias=False), bn(planes * 2))
-        self.compression4 = nn.Sequential(nn.Conv2d(planes * 8, planes * 2, 1, bias=False), bn(planes * 2))
+        self.compression3 = conv_bn_act(planes * 4, planes * 2, 1, act=None)
+        self.compression4 = conv_bn_act(planes * 8, planes * 2, 1, act=None)
         self.pag3 = _PagFusion(planes * 2, planes)
         self.pag4 = _PagFusion(planes * 2, planes)
         self.layer3_p = make_layer(BasicBlock, planes * 2, planes * 2, 2)
         self.layer4_p = make_layer(BasicBlock, planes * 2, planes * 2, 2)
         self.layer5_p = make_layer(Bottleneck, planes * 2, planes * 2, 1)  # 4 planes
         # D branch (1/8)
-        down = nn.Sequential(nn.Conv2d(planes * 2, planes, 1, bias=False), bn(planes))
+        down = conv_bn_act(planes * 2, planes, 1, act=None)
         self.layer3_d = BasicBlock(planes * 2, planes, downsample=down, no_relu=True)
         self.layer4_d = make_layer(Bottleneck, planes, planes, 1)  # 2 planes
-        self.diff3 = nn.Sequential(nn.Conv2d(planes * 4, planes, 3, padding=1, bias=False), bn(planes))
-        self.diff4 = nn.Sequential(nn.Conv2d(planes * 8, planes * 2, 3, padding=1, bias=False), bn(planes * 2))
+        self.diff3 = conv_bn_act(planes * 4, planes, 3, act=None)
+        self.diff4 = conv_bn_act(planes * 8, planes * 2, 3, act=None)
         self.layer5_d = make_layer(Bottleneck, planes * 2, planes * 2, 1)  # 4 planes
-        self.spp = PyramidPooling(planes * 16, ppm_planes, planes * 4, parallel=True)
+        self.spp = DeepAggregationPyramidPooling(planes * 16, ppm_planes, planes * 4, parallel=True)
         self.bag = _LightBag(planes * 4, planes * 4)
         self.head = SegmentHead(planes * 4, head_planes, num_classes)
         self.head_p = SegmentHead(planes * 2, head_planes, num_classes) if aux_heads else None

@@ -3,38 +3,18 @@
 https://arxiv.org/abs/1612.01105
 
 Dilated ResNet50 (output stride 8), a pyramid pooling module over bins 1, 2, 3 and 6
-(adaptive average pooling, 1x1 conv, upsampling, concatenation), a 3x3 conv and a classifier;
+(adaptive average pooling, 1x1 conv, upsampling, concatenation:
+:class:`rtseg.models._layers.PyramidPooling`), a 3x3 conv and a classifier;
 an auxiliary classifier on layer3 for training. The baseline ICNet can be initialised from.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from rtseg.models._layers import PyramidPooling, conv_bn_act, resize_to
 from rtseg.models._resnet import DilatedResNet50
-
-
-def _conv_bn_relu(cin: int, cout: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
-class PyramidPooling(nn.Module):
-    """(N, C, h, w) -> (N, C + len(bins) * C/4, h, w). Adaptive pooling works for any h, w
-    (bins need not divide them) and exports to ONNX at a fixed size."""
-
-    def __init__(self, channels: int, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
-        super().__init__()
-        self.bins = bins
-        self.stages = nn.ModuleList(_conv_bn_relu(channels, channels // 4, 1) for _ in bins)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        pooled = [F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear", align_corners=False)
-                  for b, stage in zip(self.bins, self.stages)]
-        return torch.cat([x, *pooled], dim=1)
 
 
 class PSPNet(nn.Module):
@@ -45,8 +25,8 @@ class PSPNet(nn.Module):
         self.trunk = DilatedResNet50(weights=backbone_weights)
         c3, c4 = self.trunk.channels[2], self.trunk.channels[3]
         self.ppm = PyramidPooling(c4)
-        self.head = nn.Sequential(_conv_bn_relu(2 * c4, 512, 3), nn.Dropout2d(dropout), nn.Conv2d(512, num_classes, 1))
-        self.aux_head = nn.Sequential(_conv_bn_relu(c3, 256, 3), nn.Dropout2d(dropout), nn.Conv2d(256, num_classes, 1))
+        self.head = nn.Sequential(conv_bn_act(2 * c4, 512, 3), nn.Dropout2d(dropout), nn.Conv2d(512, num_classes, 1))
+        self.aux_head = nn.Sequential(conv_bn_act(c3, 256, 3), nn.Dropout2d(dropout), nn.Conv2d(256, num_classes, 1))
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.trunk.set_grad_checkpointing(enabled)
@@ -60,7 +40,7 @@ class PSPNet(nn.Module):
         f = t.run(t.layer2, t.run(t.layer1, t.stem(x)))  # (N, 512, H/8, W/8)
         f3 = t.run(t.layer3, f)  # (N, 1024, H/8, W/8)
         f4 = t.run(t.layer4, f3)  # (N, 2048, H/8, W/8)
-        logits = F.interpolate(self.head(self.ppm(f4)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        logits = resize_to(self.head(self.ppm(f4)), x.shape[-2:])
         if self.training:
             return {"out": logits, "aux1": self.aux_head(f3)}
         return logits
