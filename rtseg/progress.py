@@ -7,10 +7,11 @@ ending in a newline. Either way an error printed afterwards starts on a line of 
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -39,7 +40,7 @@ class LineProgress:
         self._line(f"{desc}: 0/{total} {unit}" if total else f"{desc}: started")
 
     def _line(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        write_line(text)
 
     def _status(self) -> str:
         elapsed = time.perf_counter() - self.start
@@ -74,7 +75,7 @@ class LineProgress:
             self.update()
         self.close()
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -90,6 +91,28 @@ def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | N
     if interactive():
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True)
     return LineProgress(iterable, desc=desc, total=total, unit=unit)
+
+
+def write_line(text: str, stream=None) -> None:
+    """``text`` and its newline to ``stream`` (stderr) in one ``os.write``.
+
+    Every process of a torchrun job shares one stderr; a line written in pieces (``print`` sends
+    the text and the newline separately when Python's streams are unbuffered) can have another
+    rank's line land inside it. One write of a whole line is atomic on a pipe up to PIPE_BUF
+    (4096) bytes, and on a terminal or an appended file in practice. A stream without a file
+    descriptor (pytest's capture, a StringIO) gets a plain write."""
+    stream = sys.stderr if stream is None else stream
+    line = text.rstrip("\n") + "\n"
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        stream.write(line)
+        stream.flush()
+        return
+    stream.flush()  # whatever Python still holds for this stream goes first
+    data = line.encode(getattr(stream, "encoding", None) or "utf-8", errors="backslashreplace")
+    while data:  # only a line longer than PIPE_BUF, or a signal, leaves a remainder
+        data = data[os.write(fd, data):]
 
 
 def write(message: str) -> None:

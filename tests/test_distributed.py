@@ -22,7 +22,8 @@ from rtseg.engine.distributed import DistInfo, first_slurm_host, from_env, shard
 from rtseg.engine.train import fit
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+# torchrun starts two Python processes per call (tens of seconds each on a shared CPU).
+slow = pytest.mark.slow
 
 
 def torchrun(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -55,6 +56,7 @@ def _train(root: Path, out: Path, epochs: int, processes: int, batch: int, resum
     return json.loads(done.stdout[done.stdout.index("{"):])
 
 
+@slow
 def test_two_process_training_resumes_exactly_and_in_one_process(dist_camvid, tmp_path):
     straight = _train(dist_camvid, tmp_path / "straight", 2, processes=2, batch=2)
     assert straight["world_size"] == 2 and straight["epochs"] == 2
@@ -78,6 +80,7 @@ def test_two_process_training_resumes_exactly_and_in_one_process(dist_camvid, tm
     assert lr == pytest.approx(1e-3 * 0.5 ** 3)  # the per-epoch step schedule is where 3 epochs put it
 
 
+@slow
 def test_one_process_checkpoint_resumes_in_two(dist_camvid, tmp_path):
     _train(dist_camvid, tmp_path / "run", 1, processes=1, batch=4)
     summary = _train(dist_camvid, tmp_path / "run", 2, processes=2, batch=2, resume=True)
@@ -85,6 +88,7 @@ def test_one_process_checkpoint_resumes_in_two(dist_camvid, tmp_path):
     assert [json.loads(line)["epoch"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
 
+@slow
 def test_distributed_eval_equals_one_process_to_the_last_digit(dist_camvid, tmp_path):
     weights = tmp_path / "run" / "best.pt"
     _train(dist_camvid, tmp_path / "run", 1, processes=1, batch=4)
@@ -100,6 +104,7 @@ def test_distributed_eval_equals_one_process_to_the_last_digit(dist_camvid, tmp_
     assert single["num_images"] == 5 and len(list((tmp_path / "panels").glob("*.png"))) == 5
 
 
+@slow
 def test_distributed_predict_writes_each_frame_once_and_a_rerun_skips(dist_camvid, tmp_path):
     frames = sorted((dist_camvid / "val").glob("*.png"))
     out = tmp_path / "preds"
@@ -114,6 +119,7 @@ def test_distributed_predict_writes_each_frame_once_and_a_rerun_skips(dist_camvi
     assert (out / f"{frames[2].stem}_overlay.png").is_file()
 
 
+@slow
 def test_a_failing_rank_ends_the_run_with_its_error(dist_camvid, tmp_path):
     # Bad data that only rank 1 reads (batch 1: rank 1 scores frames 1 and 3).
     data = tmp_path / "camvid"
@@ -127,6 +133,21 @@ def test_a_failing_rank_ends_the_run_with_its_error(dist_camvid, tmp_path):
                     timeout=240)
     assert done.returncode != 0
     assert f"rtseg eval (rank 1): error: label {bad} holds ids [99]" in done.stderr
+
+
+@slow
+def test_ranks_failing_at_once_write_whole_lines():
+    # No data root: both ranks fail in the same instant, each with its own one-line error.
+    # Unbuffered streams are where print() split a line in two writes and the ranks' lines merged.
+    env = {k: v for k, v in os.environ.items() if k != "RTSEG_DATA"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "rtseg", "eval", "--dataset", "camvid", "--threads", "1"], capture_output=True,
+                          text=True, timeout=240, env={**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if "rtseg eval (rank" in line]
+    assert sorted(line[:len("rtseg eval (rank 0)")] for line in lines) == ["rtseg eval (rank 0)", "rtseg eval (rank 1)"]
+    for line in lines:
+        assert line.endswith("folder holding camvid/") and line.count("rtseg eval") == 1, line
 
 
 def test_shards_cover_every_frame_once():
@@ -146,6 +167,7 @@ def test_slurm_environment():
     assert first_slurm_host("node5") == "node5" and first_slurm_host("a[1-2],b") == "a1"
 
 
+@slow
 def test_training_throughput_bench_in_two_processes():
     # The eager path: the compiled one would spend minutes compiling in each process.
     one = rtseg.benchmark("enet", train_throughput=True, size=(32, 48), batch=4, steps=2, threads=1,

@@ -31,8 +31,7 @@ run 'rtseg COMMAND --help' for every option of a command."""
 
 def build_parser() -> argparse.ArgumentParser:
     from rtseg._version import __version__
-    from rtseg.cli import (bench, class_weights, datasets, evaluate, export, models, predict, prune, serve,
-                           train, video)
+    from rtseg.cli import bench, class_weights, datasets, evaluate, export, models, predict, prune, serve, train, video
 
     parser = argparse.ArgumentParser(
         prog="rtseg", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from rtseg.engine import distributed
-    from rtseg.progress import close_all
+    from rtseg.progress import close_all, write_line
     from rtseg.runtime import reuse_freed_memory
 
     reuse_freed_memory()  # eager PyTorch: no page faults on every forward pass (~20% faster)
@@ -63,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except RtsegError as e:
         close_all()  # a bar left mid-line would swallow the start of the message
-        print(f"rtseg {args.command}{where}: error: {e.short_message()}", file=sys.stderr)
+        # One write per line: ranks failing together must not write into each other's lines.
+        write_line(f"rtseg {args.command}{where}: error: {e.short_message()}")
         return 2
     except KeyboardInterrupt:
         close_all()
-        print(f"rtseg {args.command}{where}: interrupted", file=sys.stderr)
+        write_line(f"rtseg {args.command}{where}: interrupted")
         return 130
     except RuntimeError as e:
         if not (where and distributed.is_peer_failure(e)):
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         # Another process died (its own error is printed above); say so in one line instead of
         # a backend traceback. torchrun then stops the run.
         close_all()
-        print(f"rtseg {args.command}{where}: error: another process of the run failed or stopped "
-              f"({str(e).strip().splitlines()[0][:120]})", file=sys.stderr)
+        write_line(f"rtseg {args.command}{where}: error: another process of the run failed or stopped "
+                   f"({str(e).strip().splitlines()[0][:120]})")
         return 1
     finally:
         if sys.stdout is not stdout:
