@@ -17,6 +17,7 @@ from rtseg.engine.train import evaluate as evaluate_loader
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.metrics import BinaryPRCurve
+from rtseg.models.tta import TTA_MODES, with_tta
 from rtseg.runtime import select_device
 from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
 from rtseg.weights import load_weights
@@ -27,7 +28,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
              full_res: bool = False, batch_size: int = 4, workers: int = 0, threads: int = 0,
              device: str = "auto", plots: str | Path | None = None,
              save_predictions: str | Path | None = None, json_path: str | Path | None = None,
-             show_progress: bool = True) -> dict:
+             show_progress: bool = True, tta: str = "none") -> dict:
     """Per-class IoU, mIoU (void ignored), pixel and mean class accuracy of ``weights`` (shipped
     name, checkpoint or ``.onnx``) on ``dataset``/``split``.
 
@@ -38,9 +39,13 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
 
     ``plots``: a folder for per_class_iou.png and confusion_matrix.png; ``save_predictions``: a
     folder for input | truth | prediction panels; ``json_path``: write the returned dict.
+    ``tta="flip"``: average the network over the frame and its mirror image (twice the work;
+    the result records ``"tta": "flip"``, so the figure is never mistaken for the plain one).
 
     Under torchrun each process scores every world_size-th batch and the confusion matrices
     are summed: the figures equal one process's to the last digit; rank 0 writes the files."""
+    if tta not in TTA_MODES:
+        raise RtsegError(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
     loaded = load_weights(weights, threads=threads)
     classes = loaded.classes
     resize = list(size) if size else loaded.train_resize
@@ -54,7 +59,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         raise RtsegError(f"{dataset} {split} has no labels to evaluate against")
     run_on = torch.device("cpu") if loaded.is_onnx else select_device(device)
     info, run_on = distributed.setup(run_on)
-    model = loaded.model.to(run_on)
+    model = with_tta(loaded.model.to(run_on), tta)
     batches = distributed.shard_batches(len(data), batch_size, info)
     loader = DataLoader(data, batch_sampler=batches, num_workers=workers)
     indices = [i for batch in batches for i in batch]  # this process's frames, in order
@@ -71,6 +76,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         "weights": str(weights), "dataset": dataset, "split": split,
         "input_size": list(net_size or resize or []) or None,
         "resolution": "training" if frame_size else "full",
+        "tta": tta,
     }
     if pr is not None:
         # Perspective (image) space; the official KITTI benchmark scores in bird's-eye view.

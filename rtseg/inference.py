@@ -17,6 +17,7 @@ from rtseg.datasets.transforms import normalize
 from rtseg.deploy.fold import fold_batchnorm
 from rtseg.errors import RtsegError
 from rtseg.io import expand_image_inputs
+from rtseg.models.tta import with_tta
 from rtseg.progress import progress
 from rtseg.runtime import class_map, compile_for_inference, reuse_freed_memory, select_device  # noqa: F401
 from rtseg.visualize import overlay, panel, save_gif, save_png
@@ -94,11 +95,13 @@ class Segmenter:
 
     ``compile=True`` runs the network through :func:`compile_for_inference` (PyTorch models
     only): worth it for video and for many images of one size, not for a single image.
+    ``tta="flip"`` averages the network over each image and its mirror image (twice the work;
+    see :mod:`rtseg.models.tta`).
     """
 
     def __init__(self, model: nn.Module, classes: ClassTable, mean, std,
                  input_size: list[int] | None = None, device: str | torch.device = "cpu",
-                 name: str = "", compile: bool = False) -> None:
+                 name: str = "", compile: bool = False, tta: str = "none") -> None:
         self.device = torch.device(device)
         if isinstance(model, nn.Module):
             # Inference only: fold BN into the convolutions and use channels-last, the fastest
@@ -111,7 +114,9 @@ class Segmenter:
                              "shipped model), not an exported ONNX file")
         else:
             model = model.eval().to(self.device)  # an exported model's wrapper
-        self.model = model
+        self.model = with_tta(model, tta)
+        #: "none" or "flip" (test-time flip averaging).
+        self.tta = tta
         #: Compiled with torch.compile: the first call at each input size compiles.
         self.compiled = compile
         self.classes = classes
@@ -209,14 +214,15 @@ def _read_checked(seg: Segmenter, path: Path) -> np.ndarray:
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "auto",
-               compile: bool = False, threads: int = 0) -> Segmenter:
+               compile: bool = False, threads: int = 0, tta: str = "none") -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
     (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
     (CUDA when available), cpu or cuda; ONNX exports run on the CPU. ``compile``: see
-    :class:`Segmenter`. ``threads``: intra-op threads (0 = library default)."""
+    :class:`Segmenter`. ``threads``: intra-op threads (0 = library default). ``tta``: "flip" for
+    test-time flip averaging (never the default)."""
     w = load_weights(weights, threads=threads)
     device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
-    seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile)
+    seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile, tta=tta)
     seg.fixed_size = w.fixed_size
     return seg
 
@@ -224,7 +230,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
             device: str = "auto", compile: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
-            skip_existing: bool = False, show_progress: bool = True) -> dict:
+            skip_existing: bool = False, show_progress: bool = True, tta: str = "none") -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
@@ -247,7 +253,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         raise RtsegError("--gif needs every frame in one process: run without torchrun for a GIF")
     all_count = len(paths)
     paths = paths[info.rank::info.world_size]
-    seg = load_model(weights, device=run_on, compile=compile, threads=threads)
+    seg = load_model(weights, device=run_on, compile=compile, threads=threads, tta=tta)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")

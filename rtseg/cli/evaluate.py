@@ -23,6 +23,7 @@ def register(sub) -> None:
                    help="write input | ground truth | prediction panels")
     p.add_argument("--plots", default=None, metavar="DIR",
                    help="write per_class_iou.png and confusion_matrix.png")
+    options.add_tta(p)
     p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     options.add_threads(p)
@@ -36,14 +37,15 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate(args.weights, args.dataset, args.split, data_root=args.data_root,
                  size=options.parse_size(args.size), full_res=args.full_res, batch_size=args.batch_size,
                  workers=args.workers, threads=args.threads, device=args.device, plots=args.plots,
-                 save_predictions=args.save_predictions, json_path=args.json)
+                 save_predictions=args.save_predictions, json_path=args.json, tta=args.tta)
     print(f"{args.dataset} {args.split}: {r['num_images']} images")
     width = max(len(n) for n in r["per_class_iou"])
     for name, v in r["per_class_iou"].items():
         print(f"  {name:<{width}}  {'n/a' if math.isnan(v) else f'{100 * v:5.1f}'}")
     print(f"  {'mIoU':<{width}}  {100 * r['miou']:5.1f}")
     print(f"  pixel accuracy {100 * r['pixel_accuracy']:.1f}, mean class accuracy "
-          f"{100 * r['mean_class_accuracy']:.1f}  ({r['resolution']} resolution)")
+          f"{100 * r['mean_class_accuracy']:.1f}  ({r['resolution']} resolution"
+          f"{', flip-averaged' if r['tta'] == 'flip' else ''})")
     if "road" in r:
         road = r["road"]
         print(f"  road MaxF {100 * road['max_f']:.2f}, AP {100 * road['average_precision']:.2f} "

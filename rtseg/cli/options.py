@@ -36,6 +36,12 @@ def add_inference(p: argparse.ArgumentParser, unit: str) -> None:
                         f"compilation of 15-40 s per input size; for many {unit}s of one size")
 
 
+def add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", choices=["none", "flip"], default="none",
+                   help="test-time augmentation: flip = average the network over the image and its mirror "
+                        "image (twice the work; reported as such); default none")
+
+
 def add_size(p: argparse.ArgumentParser, default_text: str = "the size the weights were trained or exported at") -> None:
     p.add_argument("--size", default=None, metavar="HxW", help=f"input size, e.g. 360x480 (default: {default_text})")
 

@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--skip-existing", action="store_true",
                    help="leave inputs whose output files all exist (rerun after a stop; with torchrun too)")
     options.add_inference(p, "image")
+    options.add_tta(p)
     p.set_defaults(func=run)
 
 
@@ -35,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         print("--compile: the first image of each size compiles the network (15-40 s on a small CPU)", flush=True)
     r = predict(args.inputs, args.out, args.weights, device=args.device, compile=args.compile, threads=args.threads,
                 alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
-                skip_existing=args.skip_existing)
+                skip_existing=args.skip_existing, tta=args.tta)
     skipped = f", {r['skipped']} already there" if r["skipped"] else ""
-    print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['device']}): "
+    tta = ", flip-averaged" if args.tta == "flip" else ""
+    print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['device']}{tta}): "
           f"{r['median_ms']:.1f} ms per frame (median, preprocessing + network)")
     return 0
