@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install test test-browser bench bench-serve zoo demo serve docs clean
+.PHONY: install lint test test-slow test-browser bench bench-serve zoo demo serve docs clean
 
 install: $(STAMP)
 
@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# ruff, configured in pyproject.toml ([tool.ruff]).
+lint: install
+	$(VENV)/bin/ruff check .
+
+# The quick suite; the real-data and training tests (marked slow) run in test-slow. CI runs both.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 bench: install
 	$(VENV)/bin/rtseg bench --suite --threads 2 --calibrate camvid:train:32 --json bench/results.json --markdown bench/results.md

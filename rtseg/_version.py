@@ -1,3 +1,4 @@
-"""The package version: one place, below every other module."""
+"""The package version: one place, below every other module (pyproject.toml reads it too:
+``[tool.setuptools.dynamic]``)."""
 
 __version__ = "0.1.0"
