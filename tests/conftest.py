@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny datasets written in each dataset's exact on-disk format, and the real
-CamVid (found via $RTSEG_DATA or ../shared/datasets) for the tests that need real data."""
+"""Shared fixtures: tiny datasets written in each dataset's exact on-disk format, a small ENet
+checkpoint, and the real CamVid (found via $RTSEG_DATA or ../shared/datasets) for the tests that
+need real data. Every test that uses real data is marked ``slow`` here (``make test-slow``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ def camvid_root() -> Path:
     if not (root / "train").is_dir() or not (root / "valannot").is_dir():
         pytest.skip(f"real CamVid not found at {root} (set RTSEG_DATA to the folder holding camvid/)")
     return root
+
+
+#: Fixtures that read the real CamVid: a test needing one (directly or through another fixture)
+#: is a real-data test, and so ``slow`` (``make test`` runs ``-m "not slow"``, ``make test-slow``
+#: the rest).
+REAL_DATA_FIXTURES = frozenset({"camvid_root", "few_camvid"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on the markers
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +72,20 @@ def write_camvid(root: Path, splits=("train", "val"), n: int = 3, h: int = 24, w
 @pytest.fixture
 def tiny_camvid(tmp_path) -> Path:
     return write_camvid(tmp_path / "camvid")
+
+
+@pytest.fixture
+def enet_ckpt(tmp_path) -> Path:
+    """An untrained (seeded) 11-class ENet checkpoint with the CamVid classes, recorded at 24x32."""
+    from rtseg.checkpoint import make_checkpoint, save_checkpoint
+    from rtseg.datasets.camvid import CLASSES as CAMVID
+    from rtseg.models import create_model
+
+    path = tmp_path / "enet.pt"
+    torch.manual_seed(0)
+    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
+                                    (0.5,) * 3, input_size=[24, 32]), path)
+    return path
 
 
 def copy_camvid_frames(camvid_root: Path, root: Path, counts: dict[str, int], step: int) -> Path:

@@ -11,25 +11,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import save_png
-from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.cli import build_parser, main
-from rtseg.datasets.camvid import CLASSES as CAMVID
-from rtseg.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def enet_ckpt(tmp_path) -> Path:
-    path = tmp_path / "enet.pt"
-    torch.manual_seed(0)
-    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
-                                    (0.5,) * 3, input_size=[24, 32]), path)
-    return path
 
 
 def _subparsers(parser: argparse.ArgumentParser):
@@ -55,7 +42,7 @@ def test_every_command_and_option_has_help():
 def test_shared_options_mean_the_same_everywhere():
     helps: dict[str, set] = {}
     defaults: dict[str, set] = {}
-    for name, parser in _subparsers(build_parser()):
+    for _name, parser in _subparsers(build_parser()):
         for action in parser._actions:
             for flag in ("--weights", "--device", "--threads"):
                 if flag in action.option_strings:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import random_image, save_png
 import rtseg
+from conftest import random_image, save_png
 from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets import build_dataset, resolve_data_root
 from rtseg.datasets.camvid import CLASSES as CAMVID_CLASSES
@@ -105,7 +105,7 @@ def write_cityscapes(root: Path, split="val", cities=("aachen", "bochum"), h=16,
     from cityscapesscripts.helpers.labels import labels
 
     rng = np.random.default_rng(seed)
-    ids = np.array([l.id for l in labels if l.id >= 0], dtype=np.uint8)
+    ids = np.array([label.id for label in labels if label.id >= 0], dtype=np.uint8)
     out = []
     for city in cities:
         stem = f"{city}_000000_000019"
@@ -115,9 +115,9 @@ def write_cityscapes(root: Path, split="val", cities=("aachen", "bochum"), h=16,
         save_png(gt, label_ids, "L")
         if city in train_ids_for:
             train = np.full((h, w), 255, np.uint8)
-            for l in labels:
-                if l.id >= 0 and 0 <= l.trainId < 255:
-                    train[label_ids == l.id] = l.trainId
+            for label in labels:
+                if label.id >= 0 and 0 <= label.trainId < 255:
+                    train[label_ids == label.id] = label.trainId
             save_png(root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png", train, "L")
         out.append((gt, label_ids))
     return out

@@ -10,8 +10,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from conftest import save_png
 import rtseg
+from conftest import save_png
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.datasets.cityscapes import cityscapes_classes
 from rtseg.datasets.kitti_road import CLASSES as KITTI_CLASSES
@@ -111,7 +111,12 @@ def test_kitti_eval_reports_maxf_and_ap(tmp_path):
     save_checkpoint(make_checkpoint(create_model("fcn8s_mobilenetv3", num_classes=2), "fcn8s_mobilenetv3",
                                     {}, KITTI_CLASSES, (0.5,) * 3, (0.5,) * 3), ckpt)
     r = rtseg.evaluate(ckpt, "kitti_road", "val", data_root=root, size=(32, 64), device="cpu")
-    assert 0 <= r["road"]["max_f"] <= 1 and 0 <= r["road"]["average_precision"] <= 1
+    road = r["road"]
+    precision, recall = road["precision_at_max_f"], road["recall_at_max_f"]
+    assert road["max_f"] == pytest.approx(2 * precision * recall / (precision + recall))  # its own threshold's F
+    # Untrained: the best threshold calls every valid pixel road (recall 1); 11-point AP takes the
+    # best precision at recall >= each level, so it is at least that point's precision.
+    assert recall == 1.0 and road["best_threshold"] == 0.0 and road["average_precision"] >= precision > 0.3
     assert r["road"]["space"] == "perspective"
 
 

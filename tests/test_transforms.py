@@ -3,8 +3,14 @@ from __future__ import annotations
 import torch
 
 from rtseg.constants import IGNORE_INDEX
-from rtseg.datasets.transforms import (Normalize, RandomBrightnessContrast, RandomHorizontalFlip,
-                                       RandomScaleCrop, Resize, denormalize)
+from rtseg.datasets.transforms import (
+    Normalize,
+    RandomBrightnessContrast,
+    RandomHorizontalFlip,
+    RandomScaleCrop,
+    Resize,
+    denormalize,
+)
 
 
 def _pair(h=20, w=30):
