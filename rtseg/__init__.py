@@ -14,20 +14,20 @@ Every command of the ``rtseg`` CLI is a plain function here::
     >>> rtseg.train("configs/enet_camvid.yaml", ["schedule.epochs=10"])  # rtseg train
 """
 
-from rtseg._version import __version__  # noqa: E402
-from rtseg.checkpoint import shipped_models  # noqa: E402
-from rtseg.class_weights import compute_class_weights, dataset_info  # noqa: E402
-from rtseg.compress import prune  # noqa: E402
-from rtseg.datasets.resize import resize_splits as resize_dataset  # noqa: E402
-from rtseg.bench import benchmark  # noqa: E402
-from rtseg.deploy.export import export  # noqa: E402
-from rtseg.engine.train import train  # noqa: E402
-from rtseg.evaluation import evaluate  # noqa: E402
-from rtseg.inference import Segmenter, load_model, predict  # noqa: E402
-from rtseg.models import create_model, list_models  # noqa: E402
-from rtseg.video import process_video  # noqa: E402
-from rtseg.weights import load_weights  # noqa: E402
-from rtseg.zoo import model_table  # noqa: E402
+from rtseg._version import __version__
+from rtseg.bench import benchmark
+from rtseg.checkpoint import shipped_models
+from rtseg.class_weights import compute_class_weights, dataset_info
+from rtseg.compress import prune
+from rtseg.datasets.resize import resize_splits as resize_dataset
+from rtseg.deploy.export import export
+from rtseg.engine.train import train
+from rtseg.evaluation import evaluate
+from rtseg.inference import Segmenter, load_model, predict
+from rtseg.models import create_model, list_models
+from rtseg.video import process_video
+from rtseg.weights import load_weights
+from rtseg.zoo import model_table
 
 __all__ = ["Segmenter", "__version__", "benchmark", "compute_class_weights", "create_model", "dataset_info",
            "evaluate", "export", "list_models", "load_model", "load_weights", "model_table", "predict", "process_video", "prune",
