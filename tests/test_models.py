@@ -220,3 +220,14 @@ def test_pidnet_boundary_losses():
     with_boundary = SegmentationLoss(aux_weights=[0.4])(out, target)
     without = SegmentationLoss(aux_weights=[0.4])({k: v for k, v in out.items() if k != "boundary"}, target)
     assert with_boundary > without
+
+
+def test_icnet_starts_from_a_pspnet_state_dict_and_refuses_other_widths():
+    from rtseg.errors import CheckpointError
+
+    torch.manual_seed(0)
+    psp = create_model("pspnet50", num_classes=3).state_dict()
+    ic = create_model("icnet", num_classes=3, pspnet_weights=psp)
+    assert torch.equal(ic.trunk.layer4[2].conv3.weight, psp["trunk.layer4.2.conv3.weight"])
+    with pytest.raises(CheckpointError, match="not a PSPNet50 trunk at filter_scale 0.5"):
+        create_model("icnet", num_classes=3, filter_scale=0.5, pspnet_weights=psp)
