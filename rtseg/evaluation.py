@@ -1,7 +1,7 @@
 """``rtseg.evaluate``: score weights on a dataset split (``rtseg eval``).
 
 The policy lives here: at which resolution frames are fed and scored, the KITTI Road extras, the
-pictures. The loop itself is :func:`rtseg.engine.train.evaluate`."""
+pictures. The loop itself is :func:`rtseg.engine.loops.evaluate_loader`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform
 from rtseg.engine import distributed
-from rtseg.engine.train import evaluate as evaluate_loader
+from rtseg.engine.loops import evaluate_loader
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.metrics import BinaryPRCurve

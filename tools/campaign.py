@@ -1,0 +1,80 @@
+"""Carry a training that runs longer than a session from one session to the next.
+
+    python tools/campaign.py save runs/enet_camvid_long       # end of a session
+    python tools/campaign.py restore enet_camvid_long         # start of the next one
+    rtseg train --config configs/enet_camvid_long.yaml --resume
+
+``save`` copies the run's ``last.pt`` (weights, weight average, optimiser, schedule, RNG: what
+``--resume`` needs), ``metrics.jsonl`` and ``config.yaml`` into ``bench/campaign/NAME/`` (the run
+folders under ``runs/`` are git-ignored) and draws ``curve.png``: the training loss and the val
+mIoU (for the campaign's recipes, the held-out sequence) per epoch. ``restore`` copies them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STORE = REPO / "bench" / "campaign"
+FILES = ("last.pt", "metrics.jsonl", "config.yaml")
+
+
+def plot_curve(metrics: Path, out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    fig, loss_ax = plt.subplots(figsize=(8, 4.5))
+    loss_ax.plot([r["epoch"] for r in rows], [r["train_loss"] for r in rows], color="tab:gray", lw=1)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss", color="tab:gray")
+    scored = [r for r in rows if "val_miou" in r]
+    if scored:
+        miou_ax = loss_ax.twinx()
+        miou_ax.plot([r["epoch"] for r in scored], [100 * r["val_miou"] for r in scored], "o-", color="tab:blue")
+        miou_ax.set_ylabel("val mIoU % (held-out sequence)", color="tab:blue")
+    loss_ax.set_title(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def save(run_dir: Path) -> Path:
+    dest = STORE / run_dir.name
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        if not (run_dir / name).is_file():
+            raise SystemExit(f"campaign save: {run_dir / name} is missing (has the run finished an epoch?)")
+        shutil.copy2(run_dir / name, dest / name)
+    plot_curve(dest / "metrics.jsonl", dest / "curve.png", run_dir.name)
+    return dest
+
+
+def restore(name: str) -> Path:
+    src, dest = STORE / name, REPO / "runs" / name
+    if not (src / "last.pt").is_file():
+        raise SystemExit(f"campaign restore: no saved campaign {src} (known: "
+                         f"{', '.join(sorted(p.name for p in STORE.iterdir() if p.is_dir())) or 'none'})")
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in FILES:
+        shutil.copy2(src / n, dest / n)
+    return dest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("save", help="copy a run's resume state into bench/campaign/").add_argument("run_dir", type=Path)
+    sub.add_parser("restore", help="copy a saved campaign back into runs/").add_argument("name")
+    args = parser.parse_args()
+    print(save(args.run_dir) if args.command == "save" else restore(args.name))
+
+
+if __name__ == "__main__":
+    main()
