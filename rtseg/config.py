@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -29,19 +29,19 @@ class ModelConfig:
 class DataConfig:
     dataset: str = "camvid"
     #: The dataset's folder; None means $RTSEG_DATA/<dataset>.
-    data_root: Optional[str] = None
+    data_root: str | None = None
     #: "trainval" trains on train + val (then val scores are no longer held out).
     train_split: str = "train"
     val_split: str = "val"
     #: Resize every frame to (H, W) first (train and val), e.g. [256, 512] for Cityscapes/4.
-    resize: Optional[list[int]] = None
+    resize: list[int] | None = None
     #: Random scale-and-crop to (H, W) for training; None trains on whole frames.
-    crop: Optional[list[int]] = None
+    crop: list[int] | None = None
     #: Random scale range [lo, hi] of the scale-and-crop, drawn uniformly.
     scale: list[float] = field(default_factory=lambda: [0.5, 2.0])
     #: A set of scales to draw from instead of the range, e.g. [0.75, 1, 1.25, 1.5, 1.75, 2]
     #: (the DABNet / ERFNet CamVid recipe); None uses ``scale``.
-    scales: Optional[list[float]] = None
+    scales: list[float] | None = None
     hflip: bool = True
     #: Random f(x) = a(x - 128) + 128 + b (the FCN8s KITTI augmentation).
     brightness_contrast: bool = False

@@ -42,7 +42,7 @@ class ConfusionMatrix:
     def reset(self) -> None:
         self.mat.zero_()
 
-    def __iadd__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         self.mat += other.mat.to(self.mat.device)
         return self
 

@@ -73,10 +73,10 @@ class OnnxSegmentationModel:
             raise CheckpointError(f"{path} was exported with --argmax (class maps): evaluation and "
                                   "prediction need logits; export without --argmax")
 
-    def eval(self) -> "OnnxSegmentationModel":
+    def eval(self) -> OnnxSegmentationModel:
         return self
 
-    def to(self, *args, **kwargs) -> "OnnxSegmentationModel":
+    def to(self, *args, **kwargs) -> OnnxSegmentationModel:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

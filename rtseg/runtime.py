@@ -6,7 +6,7 @@ they live below every one of them (``rtseg.inference`` re-exports them)."""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -51,7 +51,7 @@ def compile_for_inference(model: nn.Module):
     return torch.compile(model, dynamic=False, options={"freezing": True})
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where oneDNN's bf16
     convolutions run about twice as fast as float32. Elsewhere bf16 is emulated and slower."""

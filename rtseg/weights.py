@@ -82,7 +82,7 @@ class LoadedWeights:
 
     def torch_model(self) -> nn.Module:
         """The PyTorch network; a clear error for an ONNX export (export, prune, compile)."""
-        self.model_spec  # raises for ONNX
+        _ = self.model_spec  # raises for ONNX
         return self.model
 
 

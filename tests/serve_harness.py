@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rtseg.errors import RtsegError
 
+
 def free_port(host: str = "127.0.0.1") -> int:
     import socket
 

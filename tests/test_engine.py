@@ -28,9 +28,9 @@ def test_loss_falls_on_real_frames(few_camvid, tmp_path):
     cfg = _cfg(few_camvid, tmp_path / "run", "schedule.epochs=12", "optim.lr=5e-3", "data.scale=[1.0,1.0]",
                "data.batch_size=2", "loss.class_weights=none", "schedule.name=constant")
     summary = fit(cfg)
-    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(row) for row in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and summary["epochs"] == 12
-    first, last = np.mean([l["train_loss"] for l in lines[:2]]), np.mean([l["train_loss"] for l in lines[-2:]])
+    first, last = np.mean([row["train_loss"] for row in lines[:2]]), np.mean([row["train_loss"] for row in lines[-2:]])
     assert last < 0.8 * first, (first, last)
     for name in ("best.pt", "last.pt", "config.yaml"):
         assert (tmp_path / "run" / name).is_file()
@@ -60,7 +60,7 @@ def test_plateau_schedule_and_early_stopping(few_camvid, tmp_path):
                "schedule.plateau_patience=0", "schedule.early_stop_patience=2", "optim.lr=1e-7")
     summary = fit(cfg)  # an lr this small cannot improve mIoU for long: early stop well before 30
     assert summary["stopped_early"] and summary["epochs"] < 30
-    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(row) for row in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["lr"] < 1e-7  # halved on the plateau
 
 

@@ -217,8 +217,13 @@ schemathesis = pytest.importorskip("schemathesis", reason="the API fuzz test nee
 
 def test_api_from_its_openapi_document(small_ckpt):
     # schemathesis.pytest's fixture loader does not run under pytest 9: the strategy, driven here.
-    from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
-                                     status_code_conformance)
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
     from serve_harness import ServerProcess
 
     with ServerProcess(["--weights", str(small_ckpt), "--threads", "1", "--max-pixels", "262144",

@@ -12,11 +12,11 @@ import rtseg
 from rtseg import list_models
 from rtseg.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
-from rtseg.models.stats import count_flops, count_params
 from rtseg.engine.losses import SegmentationLoss
 from rtseg.errors import RtsegError
 from rtseg.models import create_model
 from rtseg.models._resnet import DilatedResNet50
+from rtseg.models.stats import count_flops, count_params
 from rtseg.weights import model_from_checkpoint
 
 

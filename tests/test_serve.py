@@ -16,13 +16,13 @@ from PIL import Image
 
 pytest.importorskip("fastapi", reason="rtseg serve needs the serve extra: pip install 'rtseg[serve]'")
 from fastapi.testclient import TestClient  # noqa: E402
+from starlette.testclient import WebSocketDenialResponse  # noqa: E402
+from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 import rtseg  # noqa: E402
 from rtseg.errors import RtsegError  # noqa: E402
 from rtseg.serve import ServeLimits, ServeSecurity, create_app, security_for  # noqa: E402
 from serve_harness import ServerProcess, load_test  # noqa: E402
-from starlette.testclient import WebSocketDenialResponse  # noqa: E402
-from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = (REPO / "rtseg" / "web" / "sample.jpg").read_bytes()

@@ -42,8 +42,8 @@ def main() -> None:
 
     import rtseg
     from rtseg.deploy.export import compare, export_onnx
-    from rtseg.onnx_model import make_session, metadata_from_checkpoint
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
+    from rtseg.onnx_model import make_session, metadata_from_checkpoint
     from rtseg.weights import load_weights
 
     torch.set_num_threads(args.threads)
@@ -67,7 +67,7 @@ def main() -> None:
                           moving_average=moving_average)
             session = make_session(out, args.threads)
             input_name = session.get_inputs()[0].name
-            parity = compare(model, lambda a: session.run(None, {input_name: a})[0],
+            parity = compare(model, lambda a, s=session, n=input_name: s.run(None, {n: a})[0],
                              [torch.from_numpy(f) for f in held], argmax=False)
             res = rtseg.evaluate(out, "camvid", args.heldout, threads=args.threads, show_progress=False)
             rows.append({"variant": name, "keep_float": keep_float, "miou": round(100 * res["miou"], 2),

@@ -16,8 +16,8 @@ import json
 
 import yaml
 
-from rtseg.models.stats import count_flops, count_params
 from rtseg.models import create_model
+from rtseg.models.stats import count_flops, count_params
 
 
 def main() -> None:

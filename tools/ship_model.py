@@ -26,8 +26,8 @@ def main(run_dir: str, name: str, command: str) -> None:
     ckpt["train_state"] = None
     save_checkpoint(ckpt, out / f"{name}.pt")
     shutil.copyfile(run / "metrics.jsonl", out / f"{name}_log.jsonl")
-    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    best = max((l for l in lines if "val_miou" in l), key=lambda l: l["val_miou"])
+    lines = [json.loads(row) for row in (run / "metrics.jsonl").read_text().splitlines()]
+    best = max((row for row in lines if "val_miou" in row), key=lambda row: row["val_miou"])
     size_mb = (out / f"{name}.pt").stat().st_size / 2**20
     (out / f"{name}.md").write_text(
         f"# {name}\n\nProduced by:\n\n```bash\n{command}\n```\n\nRecipe (as saved in the checkpoint):\n\n"

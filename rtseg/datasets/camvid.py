@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets.base import SegmentationDataset, Transform, id_lut, pair_by_stem, require_dir
 from rtseg.datasets.classes import ClassTable
-from rtseg.constants import IGNORE_INDEX
 from rtseg.errors import DatasetError
 
 CLASSES = ClassTable(

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rtseg.constants import IGNORE_INDEX
-from rtseg.datasets.base import (SegmentationDataset, Sample, Transform, id_lut, map_ids,
-                                 read_label_png, require_dir)
+from rtseg.datasets.base import Sample, SegmentationDataset, Transform, id_lut, map_ids, read_label_png, require_dir
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import DatasetError
 
@@ -40,16 +39,16 @@ def _official_labels():
 @lru_cache(maxsize=1)
 def cityscapes_classes() -> ClassTable:
     """The 19 evaluated classes in train-id order, with their official names and colours."""
-    train = sorted((l for l in _official_labels() if 0 <= l.trainId < IGNORE_INDEX),
-                   key=lambda l: l.trainId)
-    return ClassTable(tuple(l.name for l in train), tuple(tuple(l.color) for l in train))
+    train = sorted((lab for lab in _official_labels() if 0 <= lab.trainId < IGNORE_INDEX),
+                   key=lambda lab: lab.trainId)
+    return ClassTable(tuple(lab.name for lab in train), tuple(tuple(lab.color) for lab in train))
 
 
 @lru_cache(maxsize=1)
 def _label_id_lut() -> np.ndarray:
     # Every official id (0..33) is allowed; those without a train id become the ignore index.
-    return id_lut({l.id: (l.trainId if 0 <= l.trainId < IGNORE_INDEX else IGNORE_INDEX)
-                   for l in _official_labels() if l.id >= 0})
+    return id_lut({lab.id: (lab.trainId if 0 <= lab.trainId < IGNORE_INDEX else IGNORE_INDEX)
+                   for lab in _official_labels() if lab.id >= 0})
 
 
 @lru_cache(maxsize=1)
@@ -62,9 +61,9 @@ def train_ids_to_label_ids(pred: np.ndarray) -> np.ndarray:
     """(H, W) train ids -> (H, W) uint8 official label ids (ignore -> 0 'unlabeled'), the format
     the official evaluator and benchmark server expect."""
     lut = np.zeros(256, dtype=np.uint8)
-    for l in _official_labels():
-        if 0 <= l.trainId < IGNORE_INDEX and l.id >= 0:
-            lut[l.trainId] = l.id
+    for lab in _official_labels():
+        if 0 <= lab.trainId < IGNORE_INDEX and lab.id >= 0:
+            lut[lab.trainId] = lab.id
     return lut[pred.astype(np.intp) & 0xFF]
 
 

@@ -50,6 +50,6 @@ class ClassTable:
                 "ignore_index": self.ignore_index}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ClassTable":
+    def from_dict(cls, data: dict) -> ClassTable:
         return cls(tuple(data["names"]), tuple(tuple(int(v) for v in c) for c in data["palette"]),
                    int(data.get("ignore_index", IGNORE_INDEX)))

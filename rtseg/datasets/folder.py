@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from rtseg.constants import IGNORE_INDEX, IMAGE_EXTENSIONS
-from rtseg.datasets.base import SegmentationDataset, Sample, Transform, id_lut, require_dir
+from rtseg.datasets.base import Sample, SegmentationDataset, Transform, id_lut, require_dir
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import DatasetError
 

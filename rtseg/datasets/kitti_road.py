@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rtseg.constants import IGNORE_INDEX
-from rtseg.datasets.base import (SegmentationDataset, Sample, Transform, pair_by_stem,
-                                 read_image, require_dir)
+from rtseg.datasets.base import Sample, SegmentationDataset, Transform, pair_by_stem, read_image, require_dir
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import DatasetError
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from PIL import Image
+
 from rtseg.datasets import build_dataset, resolve_data_root
 from rtseg.datasets.base import SegmentationDataset
 from rtseg.errors import DatasetError

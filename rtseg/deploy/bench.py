@@ -17,6 +17,7 @@ from torch import nn
 
 from rtseg.deploy.runtimes import RUNTIMES, load_runner
 from rtseg.errors import RtsegError
+
 # count_flops / count_params / machine_info live beside the models and in rtseg.measure; the names
 # stay importable from here for existing callers (tests/test_models.py, tools/serve_load.py).
 from rtseg.measure import machine_info, peak_rss_mb, reset_peak_rss, run_bench_process, time_calls
@@ -154,8 +155,8 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
                 iters: int, calibrate: str | None, data_root, num_classes: int) -> dict:
     from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
     from rtseg.datasets.transforms import normalize
-    from rtseg.onnx_model import metadata_from_checkpoint
     from rtseg.models import create_model
+    from rtseg.onnx_model import metadata_from_checkpoint
     from rtseg.runtime import class_map
     from rtseg.weights import load_weights
 

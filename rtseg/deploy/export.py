@@ -323,8 +323,8 @@ def _export_int8(model: nn.Module, out: Path, size: tuple[int, int], meta: dict,
     with the per-module sensitivity, when given)."""
     import tempfile
 
-    from rtseg.onnx_model import make_session
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
+    from rtseg.onnx_model import make_session
 
     dataset, split, n = parse_calibration(calibrate)
     frames = calibration_frames(dataset, split, n, size, mean, std, data_root)

@@ -63,8 +63,14 @@ def quantize_int8(float_model: str | Path, out: str | Path, frames: list[np.ndar
     Both raised the int8 ENet's pixel agreement with float on a sequence that neither training
     nor calibration saw (``tools/int8_unseen.py``, ``bench/int8_unseen.json``)."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quant_pre_process, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class _Reader(CalibrationDataReader):
         def __init__(self, name: str) -> None:

@@ -4,8 +4,8 @@ np.ndarray`` (logits (N, C, H, W), or (N, H, W) classes for an ``--argmax`` expo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

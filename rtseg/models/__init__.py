@@ -8,7 +8,7 @@ logits) and any auxiliary outputs, whose weighting the loss owns.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
