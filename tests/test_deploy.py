@@ -81,6 +81,7 @@ def test_torchscript_export_parity(name, tmp_path):
     assert report["parity"]["pixel_agreement"] >= 0.999
 
 
+@pytest.mark.slow
 def test_enet_dynamic_argmax_export_keeps_unpooling(tmp_path):
     import onnxruntime as ort
 
@@ -227,6 +228,7 @@ def test_video_labels_only_writes_one_class_png_per_frame(enet_ckpt, tmp_path):
         rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, gif=tmp_path / "x.gif")
 
 
+@pytest.mark.slow
 def test_compiled_segmenter_matches_eager_and_runs_video(enet_ckpt, tmp_path):
     from rtseg.inference import load_model
     from rtseg.video import open_source, segment_video
@@ -306,6 +308,7 @@ def test_pyramid_pooling_networks_export_dynamic_onnx(name, tmp_path):
     assert got.shape == expected.shape and (got.argmax(1) == expected.argmax(1)).mean() > 0.999
 
 
+@pytest.mark.slow
 def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt, tiny_camvid, tmp_path):
     from rtseg.models.enet import ENet
 
