@@ -119,7 +119,8 @@ def test_export_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
     # Short names throughout (the exporter's and quantiser's names are a fifth of the file).
     assert max(len(n) for node in graph.node for n in [node.name, *node.input, *node.output]) <= 12
     res = rtseg.evaluate(out, "camvid", "val", data_root=tiny_camvid, show_progress=False)
-    assert 0 <= res["miou"] <= 1 and res["num_images"] == 3
+    # The int8 graph really ran through rtseg eval: its mIoU is the mean of its per-class IoUs.
+    assert res["num_images"] == 3 and res["miou"] == pytest.approx(np.nanmean(list(res["per_class_iou"].values())))
 
 
 def test_int8_keep_float_by_module_path(enet_ckpt, tiny_camvid, tmp_path):
@@ -162,7 +163,7 @@ def test_bench_json(backend, tmp_path):
     r = rtseg.benchmark("enet", size=(48, 64), backend=backend, threads=1, iters=3)
     for key in ("median_ms", "p90_ms", "fps", "params", "gflops", "peak_mem_mb", "e2e_median_ms"):
         assert r[key] > 0, key
-    assert r["p90_ms"] >= r["median_ms"] and r["params"] == sum(p.numel() for p in create_model("enet", num_classes=11).parameters())
+    assert r["fps"] == pytest.approx(1000 / r["median_ms"], rel=0.01) and r["params"] == sum(p.numel() for p in create_model("enet", num_classes=11).parameters())
     assert r["machine"]["cores"] >= 1
 
 
@@ -176,7 +177,9 @@ def _write_video(path, n=12, h=48, w=64, fps=7.0):
 def test_bench_runs_in_fresh_processes(tmp_path):
     r = rtseg.benchmark("enet", size=(32, 48), threads=1, iters=2, runs=2, show_progress=False)
     assert r["runs"] == 2 and len(r["run_median_ms"]) == 2
-    assert r["min_run_median_ms"] <= r["median_ms"] <= r["max_run_median_ms"]
+    # The median of the runs' medians, and the extremes, from the runs themselves.
+    assert r["median_ms"] == pytest.approx(float(np.median(r["run_median_ms"])), abs=0.01)
+    assert (r["min_run_median_ms"], r["max_run_median_ms"]) == (min(r["run_median_ms"]), max(r["run_median_ms"]))
     with pytest.raises(RtsegError, match="--runs 0"):
         rtseg.benchmark("enet", runs=0)
 
@@ -316,7 +319,8 @@ def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt, tiny_cam
                           data_root=tiny_camvid, sensitivity="camvid:val:2")
     int8 = report["int8"]
     assert int8["keep_float"] == list(ENet.int8_keep_float)  # the model's default
-    assert 0 <= int8["parity_on_sensitivity_frames"]["pixel_agreement"] <= 1
+    # The exported model on frames the calibration did not see: most pixels agree with PyTorch.
+    assert int8["parity_on_sensitivity_frames"]["pixel_agreement"] > 0.5
     rows = int8["sensitivity"]
     assert rows[0]["float_module"] is None and rows[0]["gain"] == 0
     modules = {name for name, child in ENet(11).named_children() if list(child.parameters())}

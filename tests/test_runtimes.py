@@ -82,7 +82,8 @@ def test_export_target_errors_name_the_option(tmp_path):
 def test_bench_times_an_opencv_graph(enet_for_opencv):
     path, _ = enet_for_opencv
     r = time_network(None, SIZE, "opencv", threads=1, warmup=1, iters=2, onnx_file=path)
-    assert r["backend"] == "opencv" and r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["params"] > 0
+    assert r["backend"] == "opencv" and r["median_ms"] > 0 and r["params"] > 0
+    assert r["fps"] == pytest.approx(1000 / r["median_ms"], rel=0.01)
 
 
 @pytest.mark.skipif(not available("openvino"), reason="OpenVINO is not installed: pip install 'rtseg[openvino]'")
