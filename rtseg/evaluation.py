@@ -17,7 +17,7 @@ from rtseg.engine.loops import evaluate_loader
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.metrics import BinaryPRCurve
-from rtseg.models.tta import TTA_MODES, with_tta
+from rtseg.models.tta import check_tta, with_tta
 from rtseg.runtime import select_device
 from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
 from rtseg.weights import load_weights
@@ -44,8 +44,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
 
     Under torchrun each process scores every world_size-th batch and the confusion matrices
     are summed: the figures equal one process's to the last digit; rank 0 writes the files."""
-    if tta not in TTA_MODES:
-        raise RtsegError(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    check_tta(tta)  # an unknown mode is an error before any work
     loaded = load_weights(weights, threads=threads)
     classes = loaded.classes
     resize = list(size) if size else loaded.train_resize

@@ -186,7 +186,7 @@ class Segmenter:
     def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
         """(H, W) uint8 class indices for one image (array or path)."""
         if isinstance(image, (str, Path)):
-            image = read_image(Path(image))
+            image = _read_checked(self, Path(image))  # the size from the header before decoding
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")

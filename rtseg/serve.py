@@ -106,7 +106,8 @@ class ServeSecurity:
         name = _hostname(host_header)
         for pattern in self.allowed_hosts if self.allowed_hosts is not None else LOOPBACK_HOSTS:
             pattern = pattern.lower()
-            if pattern == "*" or name == pattern or (pattern.startswith("*.") and name.endswith(pattern[1:])):
+            wildcard = pattern.startswith("*.") and (name.endswith(pattern[1:]) or name == pattern[2:])
+            if pattern == "*" or name == pattern or wildcard:
                 return True
         return False
 
@@ -409,19 +410,22 @@ async def stream(ws: WebSocket):
     ``{"api_key": "KEY"}`` (browsers cannot set headers on a WebSocket)."""
     state = _state(ws)
     await ws.accept()
-    if state.streams >= state.limits.max_streams:
-        await ws.send_json({"error": f"busy: {state.limits.max_streams} live streams are open; retry shortly",
-                            "status": 503})
-        await ws.close(1013)  # "try again later"
-        return
-    state.streams += 1
     try:
-        if await _stream_authorized(ws, state):
+        # The key first: a client without it must not hold one of the --max-streams slots.
+        if not await _stream_authorized(ws, state):
+            return
+        if state.streams >= state.limits.max_streams:
+            await ws.send_json({"error": f"busy: {state.limits.max_streams} live streams are open; retry shortly",
+                                "status": 503})
+            await ws.close(1013)  # "try again later"
+            return
+        state.streams += 1
+        try:
             await _stream_frames(ws, state)
+        finally:
+            state.streams -= 1
     except WebSocketDisconnect:
         pass
-    finally:
-        state.streams -= 1
 
 
 async def _receive(ws, timeout: float) -> dict | None:
@@ -547,14 +551,14 @@ def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = Non
     app = FastAPI(title="rtseg", version=__version__,
                   description="Real-time semantic segmentation of street scenes. POST an image to "
                               "/v1/segment; the page at / has upload, drag-and-drop and a live camera mode.")
-    app.state.rtseg, app.state.pool, app.state.segmenter = state, state.pool, seg
+    app.state.rtseg = state
     app.mount("/static", StaticFiles(directory=str(state.web)), name="static")
     _add_routes(app)
     _add_error_handlers(app)
     if security.allowed_origins:  # CORS only when asked: other sites' pages may then read the answers
         app.add_middleware(CORSMiddleware, allow_origins=security.allowed_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"],
-                           expose_headers=["Server-Timing", "X-Decode-Ms", "X-Network-Ms", "X-Encode-Ms"])
+                           expose_headers=["Server-Timing", "X-Decode-Ms", "X-Network-Ms", "X-Render-Ms", "X-Encode-Ms"])
     app.add_middleware(Guard, security=security, cors=bool(security.allowed_origins))  # outermost: first to run
     threading.Thread(target=state.warm_up, daemon=True, name="rtseg-warm-up").start()
     return app

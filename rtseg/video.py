@@ -350,7 +350,11 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
     if batch < 1:
         raise RtsegError(f"--batch {batch}: expected 1 or more")
     pipeline = _Pipeline(seg, source, out, gif, alpha, queue_size, labels_only, batch)
-    wall, cpu = pipeline.run(progress)
+    try:
+        wall, cpu = pipeline.run(progress)
+    except BaseException:
+        pipeline.partial.unlink(missing_ok=True)  # a failed run leaves no half-written video
+        raise
     return pipeline.summary(wall, cpu)
 
 

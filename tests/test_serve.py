@@ -190,6 +190,8 @@ def test_a_loopback_server_answers_only_loopback_host_names(client, host, ok):
 def test_allowed_hosts_and_origins(seg):
     with _client(seg, allowed_hosts=["*.example.com"], allowed_origins=["https://app.example.org"]) as c:
         assert c.get("/health", headers={"Host": "seg.example.com"}).status_code == 200
+        assert c.get("/health", headers={"Host": "example.com"}).status_code == 200  # the domain itself
+        assert c.get("/health", headers={"Host": "badexample.com"}).status_code == 400
         assert c.get("/health", headers={"Host": "localhost"}).status_code == 400
         ok = c.post("/v1/segment?output=json", content=SAMPLE,
                     headers={"Host": "seg.example.com", "Origin": "https://app.example.org"})

@@ -10,6 +10,7 @@ import torch
 
 import rtseg
 from rtseg.cli import main
+from rtseg.errors import RtsegError
 from rtseg.models import create_model
 from rtseg.models.tta import FlipAverage, with_tta
 
@@ -29,7 +30,7 @@ def test_flip_average_is_the_mean_of_both_passes():
     with torch.no_grad():
         pred = with_tta(net, "flip")(sym).argmax(1)
     assert torch.equal(pred, pred.flip(-1))
-    with pytest.raises(ValueError, match="--tta 'rot'"):
+    with pytest.raises(RtsegError, match="--tta 'rot'"):
         with_tta(net, "rot")
     with pytest.raises(RuntimeError):
         FlipAverage(net).train()(x)

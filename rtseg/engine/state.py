@@ -2,8 +2,10 @@
 
 :class:`TrainingState` owns the network (and its weight average), the optimiser, the schedules,
 the gradient scaler, the epoch counters and the random number generators, so that a run stopped
-after any epoch and resumed continues exactly (bit for bit with the same number of processes;
-tests/test_engine.py, tests/test_recipe.py, tests/test_distributed.py).
+after any epoch and resumed continues exactly (bit for bit with the same number of processes and
+``data.num_workers=0``: worker processes draw their augmentations from random states of their
+own, which a checkpoint does not hold; tests/test_engine.py, tests/test_recipe.py,
+tests/test_distributed.py).
 """
 
 from __future__ import annotations

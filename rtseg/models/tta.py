@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rtseg.errors import RtsegError
+
 #: The test-time augmentations on offer; "none" is the network alone.
 TTA_MODES = ("none", "flip")
 
@@ -37,8 +39,14 @@ class FlipAverage(nn.Module):
         return ((probs + mirrored) / 2).clamp_min_(1e-12).log()
 
 
+def check_tta(mode: str) -> str:
+    """``mode`` when it is one of :data:`TTA_MODES`, else a one-line error naming ``--tta``."""
+    if mode not in TTA_MODES:
+        raise RtsegError(f"--tta {mode!r}: expected one of {', '.join(TTA_MODES)}")
+    return mode
+
+
 def with_tta(model, mode: str = "none"):
     """``model`` itself for "none", wrapped in :class:`FlipAverage` for "flip"."""
-    if mode not in TTA_MODES:
-        raise ValueError(f"--tta {mode!r}: expected one of {', '.join(TTA_MODES)}")
+    check_tta(mode)
     return model if mode == "none" else FlipAverage(model).eval()
