@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from rtseg import distributed
 from rtseg.datasets import build_dataset
 from rtseg.datasets.transforms import build_eval_transform
-from rtseg.engine import distributed
 from rtseg.engine.loops import evaluate_loader
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text

@@ -14,9 +14,9 @@ from torch import nn
 from rtseg.datasets.base import read_image
 from rtseg.datasets.classes import ClassTable
 from rtseg.datasets.transforms import normalize
-from rtseg.deploy.fold import fold_batchnorm
 from rtseg.errors import RtsegError
 from rtseg.io import expand_image_inputs
+from rtseg.models.fold import fold_batchnorm
 from rtseg.models.tta import with_tta
 from rtseg.progress import progress
 from rtseg.runtime import class_map, compile_for_inference, reuse_freed_memory, select_device  # noqa: F401
@@ -244,7 +244,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
     ``images``/``written``/``skipped`` count all processes."""
     if output_format not in ("default", "cityscapes"):
         raise RtsegError(f"--format {output_format!r}: expected default or cityscapes")
-    from rtseg.engine import distributed
+    from rtseg import distributed
 
     paths = expand_image_inputs([str(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)])
     run_on = select_device(device)

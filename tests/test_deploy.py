@@ -17,9 +17,9 @@ from rtseg import list_models
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.deploy.export import export_onnx, export_torchscript
-from rtseg.deploy.fold import PReLUAsMax, count_batchnorms, fold_batchnorm, prelu_as_max
 from rtseg.errors import RtsegError
 from rtseg.models import create_model
+from rtseg.models.fold import PReLUAsMax, count_batchnorms, fold_batchnorm, prelu_as_max
 
 SIZES = {"bisenetv2": (45, 61), "dabnet": (45, 61), "ddrnet23_slim": (45, 61), "pidnet_s": (45, 61), "enet": (45, 61), "erfnet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
          "pspnet50": (45, 61)}

@@ -18,7 +18,7 @@ import rtseg
 from conftest import copy_camvid_frames, save_png
 from rtseg.checkpoint import load_checkpoint
 from rtseg.config import load_config
-from rtseg.engine.distributed import DistInfo, first_slurm_host, from_env, shard_batches
+from rtseg.distributed import DistInfo, first_slurm_host, from_env, shard_batches
 from rtseg.engine.train import fit
 
 REPO = Path(__file__).resolve().parents[1]

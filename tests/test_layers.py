@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rtseg"
 #: Lowest layer first. A module may import its own layer or lower ones, never a higher one.
 LAYERS = [
     # 0: the bottom: no rtseg module above these
-    ("rtseg._version", "rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.config",
+    ("rtseg._version", "rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.distributed", "rtseg.config",
      "rtseg.datasets", "rtseg.metrics", "rtseg.checkpoint", "rtseg.models", "rtseg.class_weights",
      "rtseg.visualize", "rtseg.measure", "rtseg.onnx_model", "rtseg.weights"),
     # 1: engine and deploy (the one weights loader they share is below them), and rtseg.bench,
@@ -51,9 +51,13 @@ def _imports() -> dict[str, set[str]]:
         deps = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rtseg"):
-                deps.add(node.module)
-                # "from rtseg.cli import bench" imports the submodule rtseg.cli.bench
-                deps.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules)
+                # "from rtseg.cli import bench" imports the submodule rtseg.cli.bench; the package
+                # itself counts only where a name is not a submodule ("from rtseg import distributed"
+                # is a bottom-layer import, not one of the package's front door)
+                subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                deps.update(subs)
+                if len(subs) < len(node.names):
+                    deps.add(node.module)
             elif isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names if a.name.startswith("rtseg"))
         graph[name] = {d for d in deps if d in modules and d != name}
@@ -98,3 +102,45 @@ def test_python_dash_m_rtseg_runs_the_cli():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["rtseg eval: error: weights not found: 'nothing-here.pt' is "
                                                 "neither a file nor a shipped model (enet-camvid)"]
+
+
+def _top(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+#: Inside a layer, what the foundations may use (every other rtseg module is refused): the
+#: networks are plain nn.Modules (loading a pretrained backbone reads a checkpoint), the data
+#: knows no networks, and the metrics, config, device and process-group helpers stand alone.
+ONLY_FROM = {
+    "rtseg.models": {"rtseg.errors", "rtseg.checkpoint"},
+    "rtseg.datasets": {"rtseg.constants", "rtseg.errors", "rtseg.io", "rtseg.progress"},
+    "rtseg.metrics": {"rtseg.constants"},
+    "rtseg.config": {"rtseg.errors"},
+    "rtseg.runtime": {"rtseg.errors"},
+    "rtseg.distributed": {"rtseg.errors"},
+}
+
+#: Side by side in a layer and apart by design: training and deployment share what lies below
+#: them, and the image -> mask path is what the rest of its layer is built on.
+NEVER = [
+    ("rtseg.engine", "rtseg.deploy"),
+    ("rtseg.deploy", "rtseg.engine"),
+    ("rtseg.inference", "rtseg.evaluation"),
+    ("rtseg.inference", "rtseg.video"),
+    ("rtseg.inference", "rtseg.streaming"),
+    ("rtseg.inference", "rtseg.serve"),
+]
+
+
+def test_rules_within_layers():
+    wrong = []
+    for m, deps in _imports().items():
+        for d in deps:
+            src, dst = _top(m), _top(d)
+            if src == dst:
+                continue
+            if src in ONLY_FROM and dst not in ONLY_FROM[src]:
+                wrong.append(f"{m} imports {d}: {src} may use only {sorted(ONLY_FROM[src])}")
+            if (src, dst) in NEVER:
+                wrong.append(f"{m} imports {d}: {src} and {dst} are kept apart")
+    assert not wrong, "\n".join(wrong)

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from rtseg.engine import distributed
+    from rtseg import distributed
     from rtseg.progress import close_all, write_line
     from rtseg.runtime import reuse_freed_memory
 

@@ -78,7 +78,7 @@ def parse_size(text: str | None, option: str = "--size") -> tuple[int, int] | No
 
 def write_json(path: str | None, data: dict) -> None:
     """Write ``data`` to ``path`` (if given) atomically; in a torchrun launch, rank 0 alone."""
-    from rtseg.engine.distributed import from_env
+    from rtseg.distributed import from_env
 
     if path and from_env().rank == 0:
         from rtseg.io import atomic_write_text

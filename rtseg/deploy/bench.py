@@ -67,7 +67,7 @@ def _graph_runner(path: Path, backend: str, threads: int, x: torch.Tensor):
 
 def _torch_runner(model: nn.Module, backend: str, x: torch.Tensor):
     """(runner, torch_runner) for rtseg's PyTorch path: BN folded, channels-last, optionally compiled."""
-    from rtseg.deploy.fold import fold_batchnorm
+    from rtseg.models.fold import fold_batchnorm
 
     net = fold_batchnorm(model).to(memory_format=torch.channels_last)
     if backend == "torch-compile":

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtseg.deploy.fold import fold_batchnorm, prelu_as_max
 from rtseg.deploy.onnx_graph import compact_names, strip_debug_info
 from rtseg.deploy.runtimes import NAMES, RUNTIMES, load_runner, version
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_path, atomic_write_text
+from rtseg.models.fold import fold_batchnorm, prelu_as_max
 
 OPSET = 18
 #: A float export must agree with PyTorch on (nearly) every pixel: anything else is a bug.

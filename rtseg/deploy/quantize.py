@@ -33,7 +33,7 @@ def calibration_frames(dataset: str, split: str, count: int, size: tuple[int, in
 
 def prelu_max_nodes(proto) -> list[str]:
     """Names of the Mul and Max nodes of PReLUs exported as ``max(x, slope * x)``
-    (:class:`rtseg.deploy.fold.PReLUAsMax`). Quantised, they cost the shipped ENet about twice
+    (:class:`rtseg.models.fold.PReLUAsMax`). Quantised, they cost the shipped ENet about twice
     the CamVid val mIoU that the rest of the network does (-0.8 against -0.4 in our runs, 32
     calibration frames), at no gain in speed, so they stay in float."""
     weights = {t.name for t in proto.graph.initializer}

@@ -72,7 +72,7 @@ def _build_training_run(model_name: str, size: tuple[int, int], batch: int, num_
     ``fast``: rtseg's path (channels-last, native mixed precision, compiled); else plain eager."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from rtseg.engine import distributed
+    from rtseg import distributed
     from rtseg.models import create_model
     from rtseg.runtime import autocast_dtype, mixed_precision
 
@@ -103,7 +103,7 @@ def _build_training_run(model_name: str, size: tuple[int, int], batch: int, num_
 
 def _time_training_steps(run: _TrainingRun, steps: int, warmup: int) -> tuple[float, float, list[float]]:
     """(warm-up seconds, slowest process's seconds for the timed steps, this process's step ms)."""
-    from rtseg.engine import distributed
+    from rtseg import distributed
 
     warm_start = time.perf_counter()
     for _ in range(warmup):
@@ -183,7 +183,7 @@ def benchmark_training(model: str | None, *, size: tuple[int, int], threads: int
     """``rtseg bench --train`` (one step's memory and time) or ``--train-throughput`` (images/s,
     one process, ``processes`` under torchrun, or both paths compared), for the architecture
     ``model`` with random weights."""
-    from rtseg.engine.distributed import from_env
+    from rtseg.distributed import from_env
     from rtseg.models import create_model
 
     flag = "--train-throughput" if train_throughput else "--train"

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from rtseg import distributed
 from rtseg.checkpoint import load_checkpoint, make_checkpoint
 from rtseg.datasets.classes import ClassTable
-from rtseg.engine import distributed
 from rtseg.engine.ema import ModelEMA
 from rtseg.errors import CheckpointError
 from rtseg.progress import write as write_line

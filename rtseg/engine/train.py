@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
+from rtseg import distributed
 from rtseg.checkpoint import load_checkpoint, save_checkpoint
 from rtseg.class_weights import compute_class_weights
 from rtseg.config import TrainConfig, load_config
@@ -28,7 +29,6 @@ from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.datasets import build_dataset
 from rtseg.datasets.classes import ClassTable
 from rtseg.datasets.transforms import build_eval_transform, build_train_transform
-from rtseg.engine import distributed
 from rtseg.engine.ema import ModelEMA
 from rtseg.engine.loops import evaluate_loader, train_one_epoch
 from rtseg.engine.losses import SegmentationLoss
@@ -307,7 +307,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     weight average, optimiser, scheduler, epoch and RNG state are restored, so the run continues
     exactly. ``init_from``: start from the weights (and architecture) of another rtseg checkpoint.
 
-    Under torchrun (see :mod:`rtseg.engine.distributed`) every process trains a DDP replica on
+    Under torchrun (see :mod:`rtseg.distributed`) every process trains a DDP replica on
     its share of each epoch (``DistributedSampler``, reshuffled per epoch; ``data.batch_size`` is
     per process), validation is split across the processes and their confusion matrices summed,
     and rank 0 alone writes logs and checkpoints. Checkpoints are the same as one process's: they
