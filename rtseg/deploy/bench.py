@@ -28,7 +28,15 @@ __all__ = ["BACKENDS", "BENCH_SUITE", "bench_markdown", "benchmark_inference", "
 
 #: Backends that run an ONNX graph; ``onnxruntime-int8`` quantises the float graph first.
 GRAPH_BACKENDS = ("onnxruntime", "onnxruntime-int8", "opencv", "openvino")
-BACKENDS = ("torch", "torch-compile", *GRAPH_BACKENDS)
+#: ``torch-int8``: PyTorch's own static int8 (PT2E, oneDNN int8 convolutions; rtseg.deploy.pt2e).
+BACKENDS = ("torch", "torch-compile", "torch-int8", *GRAPH_BACKENDS)
+#: Backends calibrated on frames (``--calibrate``; synthetic frames without it).
+INT8_BACKENDS = ("torch-int8", "onnxruntime-int8")
+
+
+def _frames_or_synthetic(calibration: list[np.ndarray] | None, size: tuple[int, int]) -> list[np.ndarray]:
+    return calibration or [np.random.default_rng(i).standard_normal((1, 3, *size)).astype(np.float32)
+                           for i in range(8)]
 
 
 def _graph_for(model: nn.Module | None, size: tuple[int, int], backend: str, tmp: Path, onnx_file,
@@ -46,9 +54,9 @@ def _graph_for(model: nn.Module | None, size: tuple[int, int], backend: str, tmp
         return path
     from rtseg.deploy.quantize import quantize_int8
 
-    frames = calibration or [np.random.default_rng(i).standard_normal((1, 3, *size)).astype(np.float32)
-                             for i in range(8)]
-    quantize_int8(path, tmp / "int8.onnx", frames)
+    # The model's float modules, as `rtseg export --int8` ships it.
+    quantize_int8(path, tmp / "int8.onnx", _frames_or_synthetic(calibration, size),
+                  keep_float=list(getattr(model, "int8_keep_float", ())))
     return tmp / "int8.onnx"
 
 
@@ -65,11 +73,18 @@ def _graph_runner(path: Path, backend: str, threads: int, x: torch.Tensor):
     return runner, lambda inp: torch.from_numpy(run(inp.numpy()))
 
 
-def _torch_runner(model: nn.Module, backend: str, x: torch.Tensor):
-    """(runner, torch_runner) for rtseg's PyTorch path: BN folded, channels-last, optionally compiled."""
+def _torch_runner(model: nn.Module, backend: str, x: torch.Tensor, calibration: list[np.ndarray] | None = None):
+    """(runner, torch_runner) for rtseg's PyTorch path: BN folded, channels-last, optionally
+    compiled (``torch-int8``: quantised on ``calibration``, synthetic frames when None)."""
     from rtseg.models.fold import fold_batchnorm
 
-    net = fold_batchnorm(model).to(memory_format=torch.channels_last)
+    if backend == "torch-int8":
+        from rtseg.deploy.pt2e import check_support, compile_int8
+
+        check_support("--backend torch-int8")
+        net = compile_int8(model, _frames_or_synthetic(calibration, tuple(x.shape[-2:])))
+    else:
+        net = fold_batchnorm(model).to(memory_format=torch.channels_last)
     if backend == "torch-compile":
         from rtseg.runtime import compile_for_inference
 
@@ -125,7 +140,7 @@ def time_network(model: nn.Module | None, size: tuple[int, int], backend: str, t
             reset_peak_rss()
             runner, torch_runner = _graph_runner(path, backend, threads, x)
         else:
-            runner, torch_runner = _torch_runner(model, backend, x)
+            runner, torch_runner = _torch_runner(model, backend, x, calibration)
             reset_peak_rss()
         times = time_calls(runner, warmup, iters)
         result["peak_mem_mb"] = round(peak_rss_mb(), 1)
@@ -178,7 +193,7 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
         model = create_model(model_name, num_classes=num_classes)
         classes, mean, std = _random_classes(num_classes), IMAGENET_MEAN, IMAGENET_STD
     calibration = None
-    if backend == "onnxruntime-int8" and calibrate:
+    if backend in INT8_BACKENDS and calibrate:
         from rtseg.deploy.quantize import calibration_frames, parse_calibration
 
         ds, split, n = parse_calibration(calibrate)
@@ -195,6 +210,10 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
 
     result = time_network(model, tuple(size), backend, threads, iters=iters, end_to_end=end_to_end,
                           calibration=calibration, metadata=meta, onnx_file=onnx_file)
+    if backend in INT8_BACKENDS:  # which int8 instructions the figures come from
+        from rtseg.deploy.pt2e import cpu_int8_flags
+
+        result["cpu_int8_flags"] = cpu_int8_flags()
     return {"model": model_name, "weights": weights, **result, "machine": machine_info()}
 
 
