@@ -128,8 +128,6 @@ def _quantizer(keep_float: Sequence[str], observer: str, reduce_range: bool, fus
     import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
     from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
 
-    if observer not in OBSERVERS:
-        raise RtsegError(f"int8 observer {observer!r}: expected one of {', '.join(OBSERVERS)}")
     config = xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
     cls = {"mean": _mean_min_max_observer(), "minmax": MinMaxObserver, "histogram": HistogramObserver}[observer]
     act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=cls.with_args(eps=2**-12))
@@ -154,6 +152,8 @@ def quantize_pt2e(model: nn.Module, frames: Sequence[np.ndarray], *, keep_float:
     from rtseg.models.fold import fold_batchnorm
 
     check_support("int8 (PT2E)")
+    if observer not in OBSERVERS:  # before the export, which takes a minute
+        raise RtsegError(f"int8 observer {observer!r}: expected one of {', '.join(OBSERVERS)}")
     if not frames:
         raise RtsegError("int8 (PT2E) calibration: expected at least one frame, got none")
     if keep_float is None:
@@ -171,14 +171,19 @@ def quantize_pt2e(model: nn.Module, frames: Sequence[np.ndarray], *, keep_float:
 
 
 class CompiledInt8:
-    """A converted PT2E model compiled by inductor with frozen weights; call it on (N, 3, H, W)
-    float32 batches of the calibrated size (any memory layout) for (N, C, H, W) logits."""
+    """A converted PT2E model compiled by inductor with frozen weights; call it on a (1, 3, H, W)
+    float32 tensor of the calibration frames' shape (any memory layout) for (1, C, H, W) logits.
+    The exported graph is static: batch and size are those of the calibration frames."""
 
-    def __init__(self, converted: nn.Module) -> None:
+    def __init__(self, converted: nn.Module, shape: tuple[int, ...]) -> None:
         self.converted = converted
+        self.shape = tuple(shape)
         self.compiled = torch.compile(converted, dynamic=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape) != self.shape:
+            raise RtsegError(f"int8 (PT2E) model input {tuple(x.shape)}: expected {self.shape}, the calibration "
+                             "frames' shape (quantise again for another size)")
         # Freezing must be on in inductor's global config while the graph compiles (the first
         # call): with torch.compile(options={"freezing": True}) the x86 int8 passes see the
         # weights as graph inputs and fail (UnsupportedOperatorException: onednn.qconv_prepack).
@@ -191,4 +196,4 @@ def compile_int8(model: nn.Module, frames: Sequence[np.ndarray], *, keep_float: 
     """The PyTorch-native int8 model: :func:`quantize_pt2e` then inductor. Compiles on the
     first call (ENet at 360x480: about a minute on 2 cores)."""
     return CompiledInt8(quantize_pt2e(model, frames, keep_float=keep_float, observer=observer,
-                                      reduce_range=reduce_range, fuse_add=fuse_add))
+                                      reduce_range=reduce_range, fuse_add=fuse_add), frames[0].shape)
