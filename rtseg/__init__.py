@@ -19,7 +19,7 @@ from rtseg.bench import benchmark
 from rtseg.checkpoint import shipped_models
 from rtseg.class_weights import compute_class_weights, dataset_info
 from rtseg.compress import prune
-from rtseg.datasets.resize import resize_splits as resize_dataset
+from rtseg.datasets.resize import resize_dataset
 from rtseg.deploy.export import export
 from rtseg.engine.train import train
 from rtseg.evaluation import evaluate

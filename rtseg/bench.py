@@ -29,7 +29,7 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
               backend: str = "torch", threads: int = 0, iters: int = 30, runs: int = 1, num_classes: int = 11,
               calibrate: str | None = None, data_root: str | Path | None = None, train: bool = False,
               batch: int = 2, grad_checkpoint: bool = False, train_throughput: bool = False, processes: int = 1,
-              steps: int = 20, train_path: str = "rtseg", show_progress: bool = True) -> dict:
+              steps: int = 20, train_path: str = "rtseg", progress: bool = True) -> dict:
     """``rtseg bench``: time ``weights`` (shipped name, checkpoint or ``.onnx``) or the
     architecture ``model`` with random weights (``num_classes`` outputs) on ``backend`` at batch 1.
 
@@ -46,7 +46,7 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
         return benchmark_training(model, size=size, threads=threads, runs=runs, num_classes=num_classes,
                                   batch=batch, grad_checkpoint=grad_checkpoint, train_throughput=train_throughput,
                                   processes=processes, steps=steps, train_path=train_path,
-                                  show_progress=show_progress)
+                                  progress=progress)
     return benchmark_inference(model, weights, size=size, backend=backend, threads=threads, iters=iters, runs=runs,
                                num_classes=num_classes, calibrate=calibrate, data_root=data_root,
-                               show_progress=show_progress)
+                               progress=progress)

@@ -32,7 +32,7 @@ from rtseg.io import atomic_path
 FORMAT = "rtseg-checkpoint"
 VERSION = 1
 
-#: Models shipped inside the package: name -> file under rtseg/weights/.
+#: Models shipped inside the package: name -> file under rtseg/shipped/ (weights, logs, model card).
 SHIPPED_WEIGHTS = {"enet-camvid": "enet_camvid.pt"}
 DEFAULT_WEIGHTS = "enet-camvid"
 
@@ -80,7 +80,7 @@ def resolve_weights(weights: str | Path | None) -> Path:
     """A checkpoint path, or the name of a shipped model (None = the default shipped model)."""
     weights = DEFAULT_WEIGHTS if weights is None else weights
     if str(weights) in SHIPPED_WEIGHTS:
-        path = Path(str(resources.files("rtseg") / "weights" / SHIPPED_WEIGHTS[str(weights)]))
+        path = Path(str(resources.files("rtseg") / "shipped" / SHIPPED_WEIGHTS[str(weights)]))
         if not path.is_file():
             raise CheckpointError(f"shipped model {weights!r} is missing from this install ({path})")
         return path

@@ -26,7 +26,7 @@ from rtseg.constants import CACHE_ENV, IGNORE_INDEX
 from rtseg.datasets import SegmentationDataset, build_dataset, resolve_data_root
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
-from rtseg.progress import progress as progress_bar
+from rtseg.progress import progress_bar
 
 METHODS = ("mfb", "enet", "none")
 ENET_C = 1.02
@@ -39,7 +39,7 @@ def label_statistics(dataset: SegmentationDataset, progress: bool = True) -> dic
     counts = np.zeros(n, dtype=np.int64)
     present_pixels = np.zeros(n, dtype=np.int64)
     ignored = 0
-    for i in progress_bar(range(len(dataset)), desc="counting pixels", unit="img", enabled=progress):
+    for i in progress_bar(range(len(dataset)), desc="counting pixels", unit="img", progress=progress):
         label = dataset.load_label(i)
         c = np.bincount(label.ravel(), minlength=256)
         counts += c[:n]
@@ -118,12 +118,12 @@ def compute_class_weights(dataset: str, split: str, method: str, data_root: str 
 
 
 def dataset_info(dataset: str, split: str = "train", data_root: str | Path | None = None,
-                 show_progress: bool = True) -> dict:
+                 progress: bool = True) -> dict:
     """``rtseg datasets info``: {num_images, class_names} and, for labelled splits,
     class_pixel_counts (by train id) and ignored_pixels."""
     ds = build_dataset(dataset, split, data_root)
     info = {"dataset": dataset, "split": split, "num_images": len(ds), "class_names": list(ds.classes.names)}
     if ds.has_labels:
-        stats = label_statistics(ds, progress=show_progress)
+        stats = label_statistics(ds, progress=progress)
         info.update(class_pixel_counts=stats["class_pixel_counts"], ignored_pixels=stats["ignored_pixels"])
     return info

@@ -28,7 +28,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
              full_res: bool = False, batch_size: int = 4, workers: int = 0, threads: int = 0,
              device: str = "auto", plots: str | Path | None = None,
              save_predictions: str | Path | None = None, json_path: str | Path | None = None,
-             show_progress: bool = True, tta: str = "none") -> dict:
+             progress: bool = True, tta: str = "none") -> dict:
     """Per-class IoU, mIoU (void ignored), pixel and mean class accuracy of ``weights`` (shipped
     name, checkpoint or ``.onnx``) on ``dataset``/``split``.
 
@@ -65,7 +65,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     keep = len(indices) if save_predictions else 0
     pr = BinaryPRCurve(positive=1, device=run_on) if dataset == "kitti_road" else None
     metrics, cm, samples = evaluate_loader(model, loader, classes.num_classes, run_on, keep_samples=keep,
-                                           input_size=net_size, pr_curve=pr, progress=show_progress)
+                                           input_size=net_size, pr_curve=pr, progress=progress)
     result = {
         "miou": metrics["miou"],
         "per_class_iou": dict(zip(classes.names, metrics["iou"])),

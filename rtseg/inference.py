@@ -18,7 +18,7 @@ from rtseg.errors import RtsegError
 from rtseg.io import expand_image_inputs
 from rtseg.models.fold import fold_batchnorm
 from rtseg.models.tta import with_tta
-from rtseg.progress import progress
+from rtseg.progress import progress_bar
 from rtseg.runtime import class_map, compile_for_inference, reuse_freed_memory, select_device  # noqa: F401
 from rtseg.visualize import overlay, panel, save_gif, save_png
 from rtseg.weights import load_weights
@@ -230,7 +230,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
             device: str = "auto", compile: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
-            skip_existing: bool = False, show_progress: bool = True, tta: str = "none") -> dict:
+            skip_existing: bool = False, progress: bool = True, tta: str = "none") -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
@@ -266,7 +266,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
             return [out / f"{path.stem}.png"]
         return [out / f"{path.stem}_{kind}.png" for kind in ("labels", "mask", "overlay")]
 
-    for path in progress(paths, desc="predict", unit="img", enabled=show_progress and len(paths) > 1):
+    for path in progress_bar(paths, desc="predict", unit="img", progress=progress and len(paths) > 1):
         if skip_existing and not gif and all(p.is_file() for p in outputs(path)):
             skipped += 1
             continue

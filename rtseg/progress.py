@@ -82,11 +82,12 @@ class LineProgress:
         self.close()
 
 
-def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
-             enabled: bool = True, leave: bool = False):
-    """A tqdm bar on a terminal, :class:`LineProgress` elsewhere; ``enabled=False``: silent, as
-    in every process but the first of a distributed run (torchrun's RANK > 0)."""
-    if not enabled or int(os.environ.get("RANK", "0")) > 0:
+def progress_bar(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, unit: str = "it",
+                 progress: bool = True, leave: bool = False):
+    """A tqdm bar on a terminal, :class:`LineProgress` elsewhere; ``progress=False``: silent, as
+    in every process but the first of a distributed run (torchrun's RANK > 0). ``progress`` is
+    the one name of the switch everywhere (``run.progress``, ``evaluate(progress=)``, ...)."""
+    if not progress or int(os.environ.get("RANK", "0")) > 0:
         return tqdm(iterable, total=total, disable=True)
     if interactive():
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, dynamic_ncols=True)
@@ -115,8 +116,9 @@ def write_line(text: str, stream=None) -> None:
         data = data[os.write(fd, data):]
 
 
-def write(message: str) -> None:
-    """A line of output that does not tear a bar being drawn (stdout)."""
+def print_line(message: str) -> None:
+    """A line of output to stdout that does not tear a bar being drawn (:func:`write_line`
+    writes to stderr, in one system call)."""
     tqdm.write(message)
 
 

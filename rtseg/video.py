@@ -18,7 +18,7 @@ import numpy as np
 from rtseg.errors import RtsegError
 from rtseg.inference import Segmenter, load_model
 from rtseg.io import expand_image_inputs
-from rtseg.progress import progress as progress_bar
+from rtseg.progress import progress_bar
 
 _END = object()
 
@@ -286,7 +286,7 @@ class _Pipeline:
         wall, cpu = time.perf_counter(), time.process_time()
         for t in threads:
             t.start()
-        bar = progress_bar(total=self.source.total, desc="video", unit="frame", enabled=progress)
+        bar = progress_bar(total=self.source.total, desc="video", unit="frame", progress=progress)
         try:
             self.infer(bar)
         finally:
@@ -361,7 +361,7 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
 def process_video(source: str, out: str | Path, weights: str | Path | None = None, *, device: str = "auto",
                   compile: bool = False, threads: int = 0, gif: str | Path | None = None, alpha: float = 0.5,
                   fps: float | None = None, labels_only: bool = False, batch: int | None = None,
-                  show_progress: bool = True, on_ready=None) -> dict:
+                  progress: bool = True, on_ready=None) -> dict:
     """``rtseg video``: a video file, a folder or glob of frames, or a camera index -> a video
     with the prediction overlaid and the measured FPS drawn (see :func:`segment_video`).
     Bad inputs and outputs fail before the model loads. ``on_ready(segmenter)`` is called once
@@ -375,5 +375,5 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     seg = load_model(weights, device=device, compile=compile, threads=threads)
     if on_ready is not None:
         on_ready(seg)
-    return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=show_progress, labels_only=labels_only,
+    return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=progress, labels_only=labels_only,
                          batch=batch)

@@ -117,7 +117,7 @@ def test_eval_prints_the_table_and_writes_what_the_api_returns(enet_ckpt, tiny_c
                  "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "mIoU" in text and "Bicyclist" in text
-    direct = rtseg.evaluate(enet_ckpt, "camvid", "val", data_root=tiny_camvid, show_progress=False)
+    direct = rtseg.evaluate(enet_ckpt, "camvid", "val", data_root=tiny_camvid, progress=False)
     assert json.loads(out.read_text()) == json.loads(json.dumps(direct))
 
 

@@ -118,7 +118,7 @@ def test_export_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
     # Short names throughout (the exporter's and quantiser's names are a fifth of the file).
     assert max(len(n) for node in graph.node for n in [node.name, *node.input, *node.output]) <= 12
-    res = rtseg.evaluate(out, "camvid", "val", data_root=tiny_camvid, show_progress=False)
+    res = rtseg.evaluate(out, "camvid", "val", data_root=tiny_camvid, progress=False)
     # The int8 graph really ran through rtseg eval: its mIoU is the mean of its per-class IoUs.
     assert res["num_images"] == 3 and res["miou"] == pytest.approx(np.nanmean(list(res["per_class_iou"].values())))
 
@@ -175,7 +175,7 @@ def _write_video(path, n=12, h=48, w=64, fps=7.0):
 
 
 def test_bench_runs_in_fresh_processes(tmp_path):
-    r = rtseg.benchmark("enet", size=(32, 48), threads=1, iters=2, runs=2, show_progress=False)
+    r = rtseg.benchmark("enet", size=(32, 48), threads=1, iters=2, runs=2, progress=False)
     assert r["runs"] == 2 and len(r["run_median_ms"]) == 2
     # The median of the runs' medians, and the extremes, from the runs themselves.
     assert r["median_ms"] == pytest.approx(float(np.median(r["run_median_ms"])), abs=0.01)
@@ -198,7 +198,7 @@ def test_bench_of_an_onnx_export_times_the_file(enet_ckpt, tmp_path):
 def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     _write_video(src)
-    stats = rtseg.process_video(src, out, enet_ckpt, alpha=0, gif=tmp_path / "o.gif", show_progress=False)
+    stats = rtseg.process_video(src, out, enet_ckpt, alpha=0, gif=tmp_path / "o.gif", progress=False)
     assert stats["frames_out"] == 12 and stats["inference_s"] > 0
     cap = cv2.VideoCapture(str(out))
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(7.0)
@@ -218,7 +218,7 @@ def test_video_labels_only_writes_one_class_png_per_frame(enet_ckpt, tmp_path):
 
     src = tmp_path / "in.mp4"
     _write_video(src, n=5)
-    stats = rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, show_progress=False)
+    stats = rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, progress=False)
     files = sorted((tmp_path / "labels").glob("frame_*.png"))
     assert stats["frames_out"] == 5 and [f.name for f in files] == [f"frame_{i:06d}.png" for i in range(5)]
     seg = rtseg.load_model(enet_ckpt, device="cpu")

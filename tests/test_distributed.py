@@ -99,7 +99,7 @@ def test_distributed_eval_equals_one_process_to_the_last_digit(dist_camvid, tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("mIoU") == 1  # rank 0 reports, once
     single = rtseg.evaluate(weights, "camvid", "val", data_root=dist_camvid, batch_size=2, threads=1,
-                            show_progress=False)
+                            progress=False)
     assert out.read_text() == json.dumps(json.loads(json.dumps(single)), indent=2) + "\n"
     assert single["num_images"] == 5 and len(list((tmp_path / "panels").glob("*.png"))) == 5
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import rtseg.progress
-from rtseg.progress import LineProgress, progress, write_line
+from rtseg.progress import LineProgress, progress_bar, write_line
 
 
 def test_line_progress_writes_quarters(capsys):
@@ -20,10 +20,10 @@ def test_line_progress_writes_quarters(capsys):
 
 
 def test_progress_off_a_terminal_is_lines_and_disabled_is_silent(capsys):
-    bar = progress(range(3), desc="x")  # pytest captures stderr: not a terminal
+    bar = progress_bar(range(3), desc="x")  # pytest captures stderr: not a terminal
     assert isinstance(bar, LineProgress)
     list(bar)
-    list(progress(range(3), desc="y", enabled=False))
+    list(progress_bar(range(3), desc="y", progress=False))
     err = capsys.readouterr().err
     assert "\r" not in err and "y:" not in err and err.count("\n") >= 2
 

@@ -90,7 +90,6 @@ def test_missing_torchao_is_a_clean_error(monkeypatch):
 @x86
 def test_unknown_observer_is_a_clean_error():
     from rtseg.deploy.pt2e import quantize_pt2e
-
     from rtseg.models import create_model
 
     frame = np.zeros((1, 3, 32, 32), np.float32)

@@ -17,7 +17,7 @@ SAMPLES = sorted((REPO / "samples" / "camvid").glob("*.jpg"))
 def test_default_model_is_the_shipped_enet():
     seg = rtseg.load_model()
     assert seg.name == "enet" and seg.num_classes == 11 and seg.class_names[0] == "Sky"
-    weights = Path(rtseg.__file__).parent / "weights" / "enet_camvid.pt"
+    weights = Path(rtseg.__file__).parent / "shipped" / "enet_camvid.pt"
     assert weights.stat().st_size < 5 * 2**20
     mask = seg.predict(SAMPLES[0])
     assert mask.shape == (360, 480)

@@ -57,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         float_path = Path(tmp) / "float.onnx"
         export_onnx(model, float_path, size, metadata=metadata_from_checkpoint(loaded.checkpoint, size))
-        res = rtseg.evaluate(float_path, "camvid", args.heldout, threads=args.threads, show_progress=False)
+        res = rtseg.evaluate(float_path, "camvid", args.heldout, threads=args.threads, progress=False)
         rows.append({"variant": "float (ONNX)", "miou": round(100 * res["miou"], 2), "pixel_agreement": 1.0,
                      "file_mb": round(float_path.stat().st_size / 2**20, 3)})
         for name, conv_only, moving_average, keep in VARIANTS:
@@ -69,7 +69,7 @@ def main() -> None:
             input_name = session.get_inputs()[0].name
             parity = compare(model, lambda a, s=session, n=input_name: s.run(None, {n: a})[0],
                              [torch.from_numpy(f) for f in held], argmax=False)
-            res = rtseg.evaluate(out, "camvid", args.heldout, threads=args.threads, show_progress=False)
+            res = rtseg.evaluate(out, "camvid", args.heldout, threads=args.threads, progress=False)
             rows.append({"variant": name, "keep_float": keep_float, "miou": round(100 * res["miou"], 2),
                          "pixel_agreement": round(parity.pixel_agreement, 5),
                          "file_mb": round(out.stat().st_size / 2**20, 3)})

@@ -2,7 +2,7 @@
 
     python tools/ship_model.py runs/enet_camvid enet_camvid "rtseg train --config configs/enet_camvid.yaml"
 
-Writes rtseg/weights/<name>.pt (the best checkpoint, without optimiser state), <name>_log.jsonl
+Writes rtseg/shipped/<name>.pt (the best checkpoint, without optimiser state), <name>_log.jsonl
 (the run's per-epoch metrics) and <name>.md (the command, the recipe and the best epoch).
 """
 
@@ -20,7 +20,7 @@ from rtseg.checkpoint import load_checkpoint, save_checkpoint
 
 def main(run_dir: str, name: str, command: str) -> None:
     run = Path(run_dir)
-    out = Path(__file__).resolve().parents[1] / "rtseg" / "weights"
+    out = Path(__file__).resolve().parents[1] / "rtseg" / "shipped"
     ckpt = load_checkpoint(run / "best.pt")
     ckpt.pop("path", None)
     ckpt["train_state"] = None

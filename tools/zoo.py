@@ -50,7 +50,7 @@ def measure(models: list[str]) -> dict:
         for backend in backends:
             print(f"bench {name} {backend} ...", flush=True)
             row = rtseg.benchmark(name, size=(360, 480), backend=backend, threads=2, iters=iters, runs=runs,
-                                  show_progress=False)
+                                  progress=False)
             data[name][backend] = {"median_ms": row["median_ms"], "run_median_ms": row["run_median_ms"],
                                    "iters": iters, "runs": runs}
             print(f"  {row['median_ms']} ms", flush=True)

@@ -45,9 +45,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_resize(args: argparse.Namespace) -> int:
-    from rtseg.datasets.resize import resize_splits
+    from rtseg.datasets.resize import resize_dataset
 
     size = options.parse_size(args.size)
-    n = resize_splits(args.dataset, size, args.out, args.splits, args.data_root)
+    n = resize_dataset(args.dataset, size, args.out, args.splits, args.data_root)
     print(f"resized {n} frames to {size[1]}x{size[0]} (WxH) -> {args.out}")
     return 0

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets.classes import ClassTable
 from rtseg.errors import DatasetError
-from rtseg.progress import progress
+from rtseg.progress import progress_bar
 
 Transform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -115,7 +115,7 @@ class SegmentationDataset(Dataset):
         self._check_sizes()
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         if cache:
-            self._cache = [self.load(i) for i in progress(range(len(self)), desc=f"caching {description}",
+            self._cache = [self.load(i) for i in progress_bar(range(len(self)), desc=f"caching {description}",
                                                              unit="img")]
 
     @property

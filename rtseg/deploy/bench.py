@@ -217,14 +217,14 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
     return {"model": model_name, "weights": weights, **result, "machine": machine_info()}
 
 
-def _bench_fresh_processes(argv: list[str], runs: int, show_progress: bool = True) -> dict:
+def _bench_fresh_processes(argv: list[str], runs: int, progress: bool = True) -> dict:
     """Run the same single benchmark ``runs`` times, each in a fresh process one after the other
     (compilation, caches and allocator start cold every time), and summarise: on a shared
     machine the latency drifts over minutes, which one run's median cannot show."""
-    from rtseg.progress import progress
+    from rtseg.progress import progress_bar
 
     rows = [run_bench_process(argv, what=f"bench run {i + 1}/{runs}")
-            for i in progress(range(runs), desc="bench runs", unit="run", enabled=show_progress)]
+            for i in progress_bar(range(runs), desc="bench runs", unit="run", progress=progress)]
     medians = [r["median_ms"] for r in rows]
     summary = dict(rows[0])
     summary.update(runs=runs, run_median_ms=medians, median_ms=round(statistics.median(medians), 2),
@@ -239,7 +239,7 @@ def _bench_fresh_processes(argv: list[str], runs: int, show_progress: bool = Tru
 
 def benchmark_inference(model: str | None, weights: str | Path | None, *, size: tuple[int, int], backend: str,
                         threads: int, iters: int, runs: int, num_classes: int, calibrate: str | None,
-                        data_root: str | Path | None, show_progress: bool = True) -> dict:
+                        data_root: str | Path | None, progress: bool = True) -> dict:
     """``rtseg bench`` on ``backend`` at batch 1 (arguments already checked by
     :func:`rtseg.bench.benchmark`): ``runs`` > 1 repeats in fresh processes."""
     if backend not in BACKENDS:
@@ -251,7 +251,7 @@ def benchmark_inference(model: str | None, weights: str | Path | None, *, size: 
                             ("--data-root", data_root)):
             if value:
                 argv += [flag, str(value)]
-        return _bench_fresh_processes(argv, runs, show_progress)
+        return _bench_fresh_processes(argv, runs, progress)
     return _bench_once(model, str(weights) if weights else None, size, backend, threads, iters, calibrate,
                        data_root, num_classes)
 

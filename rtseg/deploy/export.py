@@ -364,11 +364,11 @@ def _module_sensitivity(model: nn.Module, float_path: Path, tmp: Path, frames: l
     with each top-level module alone kept in float; sorted by the gain, largest first. A module's
     gain is how much of the int8 error starts there (early layers pass theirs on)."""
     from rtseg.deploy.quantize import quantize_int8
-    from rtseg.progress import progress
+    from rtseg.progress import progress_bar
 
     names = [name for name, child in model.named_children() if next(child.parameters(), None) is not None]
     rows = []
-    for keep in progress([None, *names], desc="int8 sensitivity", unit="module"):
+    for keep in progress_bar([None, *names], desc="int8 sensitivity", unit="module"):
         path = tmp / f"sens_{keep or 'all'}.onnx"
         quantize_int8(float_path, path, frames, keep_float=[f"{keep}."] if keep else [])
         rows.append({"float_module": keep, "pixel_agreement": round(agreement(path, held_out).pixel_agreement, 5)})

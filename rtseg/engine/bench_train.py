@@ -153,15 +153,15 @@ def _throughput_argv(model_name: str, size: tuple[int, int], batch: int, steps: 
 
 
 def training_speedup(model_name: str, size: tuple[int, int], batch: int, steps: int, runs: int,
-                     threads: int, num_classes: int = 11, show_progress: bool = True) -> dict:
+                     threads: int, num_classes: int = 11, progress: bool = True) -> dict:
     """rtseg's training path against the plain eager baseline (:func:`training_throughput`),
     each in ``runs`` fresh processes, alternating (eager, rtseg, eager, ...) so both see the same
     drift of a shared machine. Reports each path's median images/s and their ratio."""
-    from rtseg.progress import progress
+    from rtseg.progress import progress_bar
 
     rows: dict[str, list[dict]] = {p: [] for p in TRAIN_PATHS}
     order = [p for _ in range(runs) for p in ("eager", "rtseg")]
-    for i, path in enumerate(progress(order, desc="train bench runs", unit="run", enabled=show_progress)):
+    for i, path in enumerate(progress_bar(order, desc="train bench runs", unit="run", progress=progress)):
         argv = _throughput_argv(model_name, size, batch, steps, threads, num_classes, path)
         rows[path].append(run_bench_process(argv, what=f"training bench run {i + 1}/{len(order)} ({path})"))
     summary: dict = {"mode": "train-speedup", "model": model_name, "size": list(size), "batch": batch,
@@ -179,7 +179,7 @@ def training_speedup(model_name: str, size: tuple[int, int], batch: int, steps: 
 
 def benchmark_training(model: str | None, *, size: tuple[int, int], threads: int, runs: int, num_classes: int,
                        batch: int, grad_checkpoint: bool, train_throughput: bool, processes: int, steps: int,
-                       train_path: str, show_progress: bool = True) -> dict:
+                       train_path: str, progress: bool = True) -> dict:
     """``rtseg bench --train`` (one step's memory and time) or ``--train-throughput`` (images/s,
     one process, ``processes`` under torchrun, or both paths compared), for the architecture
     ``model`` with random weights."""
@@ -199,7 +199,7 @@ def benchmark_training(model: str | None, *, size: tuple[int, int], threads: int
     if train_path == "both":
         if processes > 1:
             raise RtsegError("--train-path both compares one-process runs: leave out --processes")
-        return training_speedup(model, size, batch, steps, runs, threads, num_classes, show_progress)
+        return training_speedup(model, size, batch, steps, runs, threads, num_classes, progress)
     if processes > 1 and not from_env().enabled:
         argv = _throughput_argv(model, size, batch, steps, threads, num_classes, train_path)
         return run_bench_process(argv, what=f"torchrun with {processes} processes", torchrun_processes=processes)

@@ -16,7 +16,7 @@ from rtseg.checkpoint import unwrap
 from rtseg.datasets.transforms import denormalize
 from rtseg.engine.ema import ModelEMA
 from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
-from rtseg.progress import progress as progress_bar
+from rtseg.progress import progress_bar
 from rtseg.runtime import class_map, mixed_precision
 
 
@@ -31,7 +31,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     Returns ``{"loss": mean loss, "images": n, "seconds": t}``."""
     model.train()
     total_loss, n_images, start = 0.0, 0, time.perf_counter()
-    bar = progress_bar(loader, desc=desc, unit="batch", enabled=progress)
+    bar = progress_bar(loader, desc=desc, unit="batch", progress=progress)
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
         if channels_last:
@@ -77,7 +77,7 @@ def evaluate_loader(model: nn.Module, loader: DataLoader, num_classes: int, devi
     model.eval()
     cm = ConfusionMatrix(num_classes, device=device)
     samples: list = []
-    for images, targets in progress_bar(loader, desc=desc, unit="batch", enabled=progress):
+    for images, targets in progress_bar(loader, desc=desc, unit="batch", progress=progress):
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ from rtseg.checkpoint import load_checkpoint, make_checkpoint
 from rtseg.datasets.classes import ClassTable
 from rtseg.engine.ema import ModelEMA
 from rtseg.errors import CheckpointError
-from rtseg.progress import write as write_line
+from rtseg.progress import print_line
 
 
 def seed_everything(seed: int) -> None:
@@ -163,5 +163,5 @@ class TrainingState:
         # draws (not bit-exact: which frames go to which process changes anyway).
         seed_everything(seed + info.rank + 1000 * self.counters["epoch"])
         if info.is_main:
-            write_line(f"resuming a {saved_world}-process run in {info.world_size}: weights, optimiser "
+            print_line(f"resuming a {saved_world}-process run in {info.world_size}: weights, optimiser "
                        "and schedule continue; data order and augmentation are drawn afresh")

@@ -36,7 +36,7 @@ from rtseg.engine.state import ModelSpec, TrainingState, seed_everything
 from rtseg.errors import CheckpointError, ConfigError, RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.models import create_model
-from rtseg.progress import write as write_line
+from rtseg.progress import print_line
 from rtseg.runtime import autocast_dtype, select_device
 from rtseg.visualize import label_panel
 from rtseg.weights import model_from_checkpoint
@@ -134,7 +134,7 @@ def _wrap_for_training(cfg: TrainConfig, model: nn.Module, device: torch.device,
         # One static graph (constant batch and crop); evaluation and checkpoints use `model`.
         net = torch.compile(net, dynamic=False)
         if dist_info.is_main:
-            write_line("run.compile: the first training steps compile the network (minutes on a CPU)")
+            print_line("run.compile: the first training steps compile the network (minutes on a CPU)")
     return model, net
 
 
@@ -297,7 +297,7 @@ def _end_of_epoch(state: TrainingState, run_dir: Path, writer, record: dict, met
     msg = f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, {record['train_images_per_s']} img/s"
     if metrics is not None:
         msg += f", val mIoU {metrics['miou']:.4f} (best {c['best_miou']:.4f} @ {c['best_epoch']})"
-    write_line(msg)
+    print_line(msg)
 
 
 def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Path | None = None) -> dict:
@@ -352,7 +352,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             _end_of_epoch(state, run_dir, writer, record, metrics, improved, samples)
             if patience and state.counters["epochs_since_best"] >= patience:
                 if dist_info.is_main:
-                    write_line(f"early stop: no better val mIoU for {patience} epochs")
+                    print_line(f"early stop: no better val mIoU for {patience} epochs")
                 stopped_early = True
                 break
         distributed.barrier()  # rank 0 has written the last checkpoint before anyone returns
