@@ -74,18 +74,43 @@ def tiny_camvid(tmp_path) -> Path:
     return write_camvid(tmp_path / "camvid")
 
 
-@pytest.fixture
-def enet_ckpt(tmp_path) -> Path:
-    """An untrained (seeded) 11-class ENet checkpoint with the CamVid classes, recorded at 24x32."""
+def with_bn_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with non-trivial BN statistics and scales (seeded), as a trained network has, so
+    that BN folding and export parity are really exercised and the class maps are not ties."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def write_enet_ckpt(path: Path, bn_statistics: bool = False) -> Path:
+    """An untrained (seeded) 11-class ENet checkpoint with the CamVid classes, normalisation mean
+    0.4 and std 0.2 (told apart in the tests), recorded at 24x32."""
     from rtseg.checkpoint import make_checkpoint, save_checkpoint
     from rtseg.datasets.camvid import CLASSES as CAMVID
     from rtseg.models import create_model
 
-    path = tmp_path / "enet.pt"
     torch.manual_seed(0)
-    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
-                                    (0.5,) * 3, input_size=[24, 32]), path)
+    model = create_model("enet", num_classes=11)
+    if bn_statistics:
+        model = with_bn_statistics(model)
+    save_checkpoint(make_checkpoint(model, "enet", {}, CAMVID, (0.4,) * 3, (0.2,) * 3, input_size=[24, 32]), path)
     return path
+
+
+@pytest.fixture
+def enet_ckpt(tmp_path) -> Path:
+    """:func:`write_enet_ckpt` with the BN statistics as initialised."""
+    return write_enet_ckpt(tmp_path / "enet.pt")
+
+
+@pytest.fixture
+def enet_ckpt_bn(tmp_path) -> Path:
+    """:func:`write_enet_ckpt` with non-trivial BN statistics (export and int8 tests)."""
+    return write_enet_ckpt(tmp_path / "enet_bn.pt", bn_statistics=True)
 
 
 def copy_camvid_frames(camvid_root: Path, root: Path, counts: dict[str, int], step: int) -> Path:

@@ -1,4 +1,4 @@
-"""Export parity for every model, int8, the bench JSON, and a video round trip."""
+"""Export parity for every model, BN folding, int8, and the bench JSON."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 import rtseg
+from conftest import with_bn_statistics
 from rtseg import list_models
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
@@ -26,15 +26,8 @@ SIZES = {"bisenetv2": (45, 61), "dabnet": (45, 61), "ddrnet23_slim": (45, 61), "
 
 
 def _trained_like(name: str, num_classes: int = 5) -> torch.nn.Module:
-    """A model with non-trivial BN statistics, so folding and export are really exercised."""
     torch.manual_seed(0)
-    model = create_model(name, num_classes=num_classes)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-    return model.eval()
+    return with_bn_statistics(create_model(name, num_classes=num_classes))
 
 
 def test_fold_batchnorm_keeps_outputs():
@@ -97,17 +90,9 @@ def test_enet_dynamic_argmax_export_keeps_unpooling(tmp_path):
     assert out.shape == (2, 64, 40) and (out == ref).mean() > 0.999
 
 
-@pytest.fixture
-def enet_ckpt(tmp_path):
-    path = tmp_path / "enet.pt"
-    save_checkpoint(make_checkpoint(_trained_like("enet", 11), "enet", {}, CAMVID, (0.485, 0.456, 0.406),
-                                    (0.229, 0.224, 0.225), input_size=[24, 32]), path)
-    return path
-
-
-def test_export_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
+def test_export_int8_and_eval_of_onnx(enet_ckpt_bn, tiny_camvid, tmp_path):
     out = tmp_path / "enet_int8.onnx"
-    returned = rtseg.export(enet_ckpt, out, size=(24, 32), int8=True, calibrate="camvid:train:3",
+    returned = rtseg.export(enet_ckpt_bn, out, size=(24, 32), int8=True, calibrate="camvid:train:3",
                             data_root=tiny_camvid)
     report = json.loads((tmp_path / "enet_int8.onnx.json").read_text())
     assert report == json.loads(json.dumps(returned))
@@ -123,11 +108,11 @@ def test_export_int8_and_eval_of_onnx(enet_ckpt, tiny_camvid, tmp_path):
     assert res["num_images"] == 3 and res["miou"] == pytest.approx(np.nanmean(list(res["per_class_iou"].values())))
 
 
-def test_int8_keep_float_by_module_path(enet_ckpt, tiny_camvid, tmp_path):
+def test_int8_keep_float_by_module_path(enet_ckpt_bn, tiny_camvid, tmp_path):
     import onnx
 
     out = tmp_path / "q.onnx"
-    report = rtseg.export(enet_ckpt, out, size=(24, 32), int8=True, calibrate="camvid:train:2",
+    report = rtseg.export(enet_ckpt_bn, out, size=(24, 32), int8=True, calibrate="camvid:train:2",
                           data_root=tiny_camvid, keep_float=["up5", "stage5"])
     graph = onnx.load(str(out)).graph
     float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 4}
@@ -138,13 +123,13 @@ def test_int8_keep_float_by_module_path(enet_ckpt, tiny_camvid, tmp_path):
     assert len(report["int8"]["float_nodes"]) >= 6
 
 
-def test_export_errors(enet_ckpt, tmp_path):
+def test_export_errors(enet_ckpt_bn, tmp_path):
     with pytest.raises(RtsegError, match="--int8 needs --calibrate"):
-        rtseg.export(enet_ckpt, tmp_path / "x.onnx", int8=True)
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.onnx", int8=True)
     with pytest.raises(RtsegError, match="--int8 needs --format onnx"):
-        rtseg.export(enet_ckpt, tmp_path / "x.pt", format="torchscript", int8=True, calibrate="camvid:val:2")
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.pt", format="torchscript", int8=True, calibrate="camvid:val:2")
     with pytest.raises(RtsegError, match="--format 'tflite'"):
-        rtseg.export(enet_ckpt, tmp_path / "x.pt", format="tflite")
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.pt", format="tflite")
     no_size = tmp_path / "nosize.pt"
     save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
                                     (0.5,) * 3), no_size)
@@ -153,8 +138,8 @@ def test_export_errors(enet_ckpt, tmp_path):
     assert not list(tmp_path.glob("x.*"))
 
 
-def test_export_default_size_is_the_checkpoints(enet_ckpt, tmp_path):
-    report = rtseg.export(enet_ckpt, tmp_path / "m.pt", format="torchscript")
+def test_export_default_size_is_the_checkpoints(enet_ckpt_bn, tmp_path):
+    report = rtseg.export(enet_ckpt_bn, tmp_path / "m.pt", format="torchscript")
     assert report["size"] == [24, 32] and report["parity"]["pixel_agreement"] == 1.0
 
 
@@ -167,13 +152,6 @@ def test_bench_json(backend, tmp_path):
     assert r["machine"]["cores"] >= 1
 
 
-def _write_video(path, n=12, h=48, w=64, fps=7.0):
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for i in range(n):
-        vw.write(np.full((h, w, 3), 15 + 18 * i, np.uint8))  # brightness encodes the frame index
-    vw.release()
-
-
 def test_bench_runs_in_fresh_processes(tmp_path):
     r = rtseg.benchmark("enet", size=(32, 48), threads=1, iters=2, runs=2, progress=False)
     assert r["runs"] == 2 and len(r["run_median_ms"]) == 2
@@ -184,85 +162,15 @@ def test_bench_runs_in_fresh_processes(tmp_path):
         rtseg.benchmark("enet", runs=0)
 
 
-def test_bench_of_an_onnx_export_times_the_file(enet_ckpt, tmp_path):
+def test_bench_of_an_onnx_export_times_the_file(enet_ckpt_bn, tmp_path):
     onnx_path = tmp_path / "m.onnx"
-    rtseg.export(enet_ckpt, onnx_path, size=(24, 32))
+    rtseg.export(enet_ckpt_bn, onnx_path, size=(24, 32))
     r = rtseg.benchmark(weights=onnx_path, size=(24, 32), backend="onnxruntime", threads=1, iters=2)
     assert r["median_ms"] > 0 and r["model"] == "enet (onnx)" and r["params"] > 0
     with pytest.raises(RtsegError, match=r"runs with --backend onnxruntime\|opencv\|openvino only"):
         rtseg.benchmark(weights=onnx_path, size=(24, 32), backend="torch")
     with pytest.raises(RtsegError, match="bench it with --size 24x32"):
         rtseg.benchmark(weights=onnx_path, size=(48, 64), backend="onnxruntime")
-
-
-def test_video_round_trip_keeps_every_frame_in_order(enet_ckpt, tmp_path):
-    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    _write_video(src)
-    stats = rtseg.process_video(src, out, enet_ckpt, alpha=0, gif=tmp_path / "o.gif", progress=False)
-    assert stats["frames_out"] == 12 and stats["inference_s"] > 0
-    cap = cv2.VideoCapture(str(out))
-    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(7.0)
-    means = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        means.append(frame[40:, :].mean())  # below the FPS text
-    assert len(means) == 12
-    assert all(b > a for a, b in zip(means, means[1:]))
-    assert not list(tmp_path.glob(".out.partial*"))
-
-
-def test_video_labels_only_writes_one_class_png_per_frame(enet_ckpt, tmp_path):
-    from PIL import Image
-
-    src = tmp_path / "in.mp4"
-    _write_video(src, n=5)
-    stats = rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, progress=False)
-    files = sorted((tmp_path / "labels").glob("frame_*.png"))
-    assert stats["frames_out"] == 5 and [f.name for f in files] == [f"frame_{i:06d}.png" for i in range(5)]
-    seg = rtseg.load_model(enet_ckpt, device="cpu")
-    frame = next(iter(rtseg.video.open_source(str(src)).frames))
-    label = Image.open(files[0])
-    assert label.mode == "P" and label.size == (64, 48)
-    np.testing.assert_array_equal(np.asarray(label), seg.predict(frame))
-    assert stats["cores_busy"] > 0 and stats["process_cpu_s"] > 0
-    with pytest.raises(RtsegError, match="cannot go with --labels-only"):
-        rtseg.process_video(src, tmp_path / "labels", enet_ckpt, labels_only=True, gif=tmp_path / "x.gif")
-
-
-@pytest.mark.slow
-def test_compiled_segmenter_matches_eager_and_runs_video(enet_ckpt, tmp_path):
-    from rtseg.inference import load_model
-    from rtseg.video import open_source, segment_video
-
-    eager = load_model(enet_ckpt)
-    compiled = load_model(enet_ckpt, compile=True)
-    assert compiled.compiled and not eager.compiled
-    src = tmp_path / "in.mp4"
-    _write_video(src)
-    frame = next(iter(open_source(str(src)).frames))
-    torch.testing.assert_close(compiled.predict_logits([frame]), eager.predict_logits([frame]), rtol=1e-4, atol=1e-4)
-    stats = segment_video(compiled, open_source(str(src)), tmp_path / "out.mp4", progress=False)
-    assert stats["frames_out"] == 12
-    onnx_path = tmp_path / "m.onnx"
-    rtseg.export(enet_ckpt, onnx_path, size=(24, 32))
-    with pytest.raises(RtsegError, match="compile needs PyTorch weights"):
-        load_model(onnx_path, compile=True)
-
-
-def test_video_bad_inputs_fail_before_work(tmp_path):
-    # A missing model would fail too: the inputs are checked first.
-    weights = tmp_path / "no-model.pt"
-    with pytest.raises(RtsegError, match="video input not found"):
-        rtseg.process_video(tmp_path / "missing.mp4", tmp_path / "o.mp4", weights)
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"not a video")
-    with pytest.raises(RtsegError, match="cannot decode video"):
-        rtseg.process_video(bad, tmp_path / "o.mp4", weights)
-    _write_video(tmp_path / "ok.mp4", n=2)
-    with pytest.raises(RtsegError, match="expected a .mp4"):
-        rtseg.process_video(tmp_path / "ok.mp4", tmp_path / "o.txt", weights)
 
 
 _FAULTS_SCRIPT = """
@@ -312,10 +220,10 @@ def test_pyramid_pooling_networks_export_dynamic_onnx(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt, tiny_camvid, tmp_path):
+def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt_bn, tiny_camvid, tmp_path):
     from rtseg.models.enet import ENet
 
-    report = rtseg.export(enet_ckpt, tmp_path / "q.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
+    report = rtseg.export(enet_ckpt_bn, tmp_path / "q.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
                           data_root=tiny_camvid, sensitivity="camvid:val:2")
     int8 = report["int8"]
     assert int8["keep_float"] == list(ENet.int8_keep_float)  # the model's default
@@ -329,14 +237,14 @@ def test_int8_sensitivity_report_and_the_models_float_layers(enet_ckpt, tiny_cam
     assert gains == sorted(gains, reverse=True)
     for r in rows[1:]:
         assert r["gain"] == pytest.approx(r["pixel_agreement"] - rows[0]["pixel_agreement"], abs=2e-5)
-    every = rtseg.export(enet_ckpt, tmp_path / "all.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
+    every = rtseg.export(enet_ckpt_bn, tmp_path / "all.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
                          data_root=tiny_camvid, keep_float=[])
     assert every["int8"]["keep_float"] == [] and len(every["int8"]["float_nodes"]) < len(int8["float_nodes"])
     with pytest.raises(RtsegError, match="--sensitivity 'camvid:val'"):
-        rtseg.export(enet_ckpt, tmp_path / "x.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.onnx", size=(24, 32), int8=True, calibrate="camvid:train:2",
                      data_root=tiny_camvid, sensitivity="camvid:val")
     with pytest.raises(RtsegError, match="--sensitivity measures int8"):
-        rtseg.export(enet_ckpt, tmp_path / "x.onnx", sensitivity="camvid:val:2")
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.onnx", sensitivity="camvid:val:2")
 
 
 def test_parity_check_tolerates_a_moved_unpooling_position_only():

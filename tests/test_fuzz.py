@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 hypothesis = pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis (pip install -e '.[dev]')")
@@ -33,11 +32,9 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import rtseg  # noqa: E402
-from rtseg.checkpoint import make_checkpoint, save_checkpoint  # noqa: E402
+from conftest import write_enet_ckpt  # noqa: E402
 from rtseg.cli import main  # noqa: E402
-from rtseg.datasets.camvid import CLASSES as CAMVID  # noqa: E402
 from rtseg.inference import MAX_INPUT_PIXELS, ImageTooLarge, ImageTooThin  # noqa: E402
-from rtseg.models import create_model  # noqa: E402
 from rtseg.serve import ServeLimits, create_app  # noqa: E402
 
 FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
@@ -47,11 +44,7 @@ FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scope
 
 @pytest.fixture(scope="module")
 def small_ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("fuzz") / "enet.pt"
-    torch.manual_seed(0)
-    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
-                                    (0.5,) * 3, input_size=[24, 32]), path)
-    return path
+    return write_enet_ckpt(tmp_path_factory.mktemp("fuzz") / "enet.pt")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import torch
 from onnx import TensorProto, helper
 
 import rtseg
+from conftest import with_bn_statistics
 from rtseg.deploy.bench import time_network
 from rtseg.deploy.export import MIN_PIXEL_AGREEMENT, export_onnx
 from rtseg.deploy.runtimes import RuntimeRefusal, available, load_runner
@@ -23,14 +24,8 @@ SIZE = (48, 64)  # (H, W): a multiple of 8, as ENet's unpooling needs
 
 
 def _trained_like(name: str) -> torch.nn.Module:
-    """Random weights with non-trivial BN statistics, so the class maps are not ties."""
     torch.manual_seed(0)
-    model = create_model(name, num_classes=5)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    return with_bn_statistics(create_model(name, num_classes=5))
 
 
 @pytest.fixture(scope="module")

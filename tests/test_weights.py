@@ -6,20 +6,8 @@ import pytest
 import torch
 
 import rtseg
-from rtseg.checkpoint import make_checkpoint, save_checkpoint
-from rtseg.datasets.camvid import CLASSES as CAMVID
 from rtseg.errors import CheckpointError
-from rtseg.models import create_model
 from rtseg.weights import load_weights, model_from_checkpoint
-
-
-@pytest.fixture
-def enet_ckpt(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "enet.pt"
-    save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.4,) * 3,
-                                    (0.2,) * 3, input_size=[24, 32]), path)
-    return path
 
 
 def test_shipped_name_and_default():
