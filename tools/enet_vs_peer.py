@@ -1,0 +1,89 @@
+"""rtseg's ENet against the PyTorch-ENet peer (tools/peer_enet.py), in fresh processes, alternating.
+
+    python tools/enet_vs_peer.py --runs 3 --threads 2 --size 360x480 --json bench/enet_vs_peer.json
+
+Each run starts one process per network (the order alternates from run to run, so drift of a
+shared machine hits both alike); each times its network as ``rtseg bench`` does
+(:func:`rtseg.deploy.bench.time_network`: batch 1, random weights, 11 classes, BN folded,
+channels-last, and for ``torch-compile`` inductor with frozen weights, the same for both). The
+JSON has every run's medians, the median of the medians and the speed-up (peer ms / rtseg ms),
+per run and overall. Time it with nothing else running on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NETWORKS = ("rtseg", "peer")
+
+
+def build(name: str):
+    if name == "rtseg":
+        from rtseg.models import create_model
+
+        return create_model("enet", num_classes=11)
+    sys.path.insert(0, str(REPO))
+    from tools.peer_enet import PeerENet
+
+    return PeerENet(11)
+
+
+def child(name: str, size: tuple[int, int], backend: str, threads: int, iters: int) -> dict:
+    import torch
+
+    from rtseg.deploy.bench import time_network
+
+    torch.manual_seed(0)
+    return {"network": name, **time_network(build(name), size, backend, threads, iters=iters)}
+
+
+def compare(runs: int, size: tuple[int, int], backend: str, threads: int, iters: int) -> dict:
+    from rtseg.measure import machine_info
+
+    rows = []
+    for run in range(runs):
+        order = NETWORKS if run % 2 == 0 else NETWORKS[::-1]
+        for name in order:
+            cmd = [sys.executable, __file__, "--child", name, "--size", f"{size[0]}x{size[1]}", "--backend", backend,
+                   "--threads", str(threads), "--iters", str(iters)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"enet_vs_peer: the {name} run failed:\n{done.stderr[-2000:]}")
+            rows.append({"run": run, **json.loads(done.stdout.strip().splitlines()[-1])})
+            print(f"run {run + 1}/{runs} {name}: {rows[-1]['median_ms']} ms", file=sys.stderr)
+    medians = {n: [r["median_ms"] for r in rows if r["network"] == n] for n in NETWORKS}
+    per_run = [round(p / r, 3) for r, p in zip(medians["rtseg"], medians["peer"])]
+    overall = {n: statistics.median(m) for n, m in medians.items()}
+    return {"backend": backend, "size": list(size), "threads": threads, "runs": rows,
+            "median_ms": overall, "speedup_per_run": per_run,
+            "speedup": round(overall["peer"] / overall["rtseg"], 3), "machine": machine_info()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per network (default 3)")
+    parser.add_argument("--size", default="360x480", help="HxW (default 360x480)")
+    parser.add_argument("--backend", default="torch-compile", choices=("torch", "torch-compile"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument("--child", choices=NETWORKS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    if args.child:
+        print(json.dumps(child(args.child, (h, w), args.backend, args.threads, args.iters)))
+        return
+    result = compare(args.runs, (h, w), args.backend, args.threads, args.iters)
+    print(json.dumps({k: result[k] for k in ("median_ms", "speedup_per_run", "speedup")}))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
