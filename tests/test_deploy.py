@@ -57,7 +57,8 @@ def test_prelu_as_max_is_exact_and_only_for_slopes_up_to_one():
         assert torch.equal(rewritten(x), ref)
 
 
-@pytest.mark.parametrize("name", list_models())
+# fcn8s (VGG16, 134 M parameters) takes 27 s of the quick suite's 5 min: it runs in make test-slow.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "fcn8s" else n for n in list_models()])
 def test_onnx_export_parity(name, tmp_path):
     report = export_onnx(_trained_like(name), tmp_path / "m.onnx", SIZES[name])  # raises on divergence
     assert report["parity"]["pixel_agreement"] >= 0.999
@@ -202,6 +203,7 @@ def test_reuse_freed_memory_stops_page_faults_on_every_forward_pass():
     assert reused < default / 10
 
 
+@pytest.mark.slow  # 26 s: two dynamic exports checked at three sizes
 @pytest.mark.parametrize("name", ["ddrnet23_slim", "pidnet_s"])
 def test_pyramid_pooling_networks_export_dynamic_onnx(name, tmp_path):
     # Adaptive pooling with sizes that do not divide is the usual export pitfall of pyramid
