@@ -86,6 +86,14 @@ def with_bn_statistics(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
+def trained_like(name: str, num_classes: int = 5) -> torch.nn.Module:
+    """A seeded ``name`` network in eval mode with :func:`with_bn_statistics`."""
+    from rtseg.models import create_model
+
+    torch.manual_seed(0)
+    return with_bn_statistics(create_model(name, num_classes=num_classes))
+
+
 def write_enet_ckpt(path: Path, bn_statistics: bool = False) -> Path:
     """An untrained (seeded) 11-class ENet checkpoint with the CamVid classes, normalisation mean
     0.4 and std 0.2 (told apart in the tests), recorded at 24x32."""

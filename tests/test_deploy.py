@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import rtseg
-from conftest import with_bn_statistics
+from conftest import trained_like
 from rtseg import list_models
 from rtseg.checkpoint import make_checkpoint, save_checkpoint
 from rtseg.datasets.camvid import CLASSES as CAMVID
@@ -25,13 +25,8 @@ SIZES = {"bisenetv2": (45, 61), "dabnet": (45, 61), "ddrnet23_slim": (45, 61), "
          "pspnet50": (45, 61)}
 
 
-def _trained_like(name: str, num_classes: int = 5) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return with_bn_statistics(create_model(name, num_classes=num_classes))
-
-
 def test_fold_batchnorm_keeps_outputs():
-    model = _trained_like("enet")
+    model = trained_like("enet")
     folded = fold_batchnorm(model)
     assert count_batchnorms(folded) < count_batchnorms(model) // 10
     x = torch.randn(1, 3, 40, 48)
@@ -60,7 +55,7 @@ def test_prelu_as_max_is_exact_and_only_for_slopes_up_to_one():
 # fcn8s (VGG16, 134 M parameters) takes 27 s of the quick suite's 5 min: it runs in make test-slow.
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "fcn8s" else n for n in list_models()])
 def test_onnx_export_parity(name, tmp_path):
-    report = export_onnx(_trained_like(name), tmp_path / "m.onnx", SIZES[name])  # raises on divergence
+    report = export_onnx(trained_like(name), tmp_path / "m.onnx", SIZES[name])  # raises on divergence
     assert report["parity"]["pixel_agreement"] >= 0.999
     # ENet and ERFNet keep the BNs that follow a concatenation (conv | max-pool): nothing to fold into.
     # BN after a conv is folded; pre-activation BN (BN-ReLU-conv heads and pyramid pooling) and
@@ -71,7 +66,7 @@ def test_onnx_export_parity(name, tmp_path):
 
 @pytest.mark.parametrize("name", list_models())
 def test_torchscript_export_parity(name, tmp_path):
-    report = export_torchscript(_trained_like(name), tmp_path / "m.pt", SIZES[name])
+    report = export_torchscript(trained_like(name), tmp_path / "m.pt", SIZES[name])
     assert report["parity"]["pixel_agreement"] >= 0.999
 
 
@@ -79,7 +74,7 @@ def test_torchscript_export_parity(name, tmp_path):
 def test_enet_dynamic_argmax_export_keeps_unpooling(tmp_path):
     import onnxruntime as ort
 
-    model = _trained_like("enet")
+    model = trained_like("enet")
     report = export_onnx(model, tmp_path / "d.onnx", (48, 72), dynamic=True, argmax=True)
     assert report["dynamic_axes"].startswith("batch, height, width")
     assert "ScatterND" in report["ops"] and "ArgMax" in report["ops"]  # unpooling as a scatter
@@ -209,14 +204,14 @@ def test_pyramid_pooling_networks_export_dynamic_onnx(name, tmp_path):
     # Adaptive pooling with sizes that do not divide is the usual export pitfall of pyramid
     # pooling: these use fixed pools and a global mean, so a dynamic graph traced at one size
     # must match PyTorch at another (export_onnx checks a second, non-divisible size itself).
-    report = export_onnx(_trained_like(name), tmp_path / "m.onnx", (64, 96), dynamic=True)
+    report = export_onnx(trained_like(name), tmp_path / "m.onnx", (64, 96), dynamic=True)
     assert "height" in report["dynamic_axes"] and report["parity"]["inputs"] == 3
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((1, 3, 45, 61)).astype(np.float32)
     with torch.no_grad():
-        expected = _trained_like(name)(torch.from_numpy(x)).numpy()
+        expected = trained_like(name)(torch.from_numpy(x)).numpy()
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     assert got.shape == expected.shape and (got.argmax(1) == expected.argmax(1)).mean() > 0.999
 

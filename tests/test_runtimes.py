@@ -9,11 +9,10 @@ import re
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 import rtseg
-from conftest import with_bn_statistics
+from conftest import trained_like
 from rtseg.deploy.bench import time_network
 from rtseg.deploy.export import MIN_PIXEL_AGREEMENT, export_onnx
 from rtseg.deploy.runtimes import RuntimeRefusal, available, load_runner
@@ -23,15 +22,10 @@ from rtseg.models import create_model
 SIZE = (48, 64)  # (H, W): a multiple of 8, as ENet's unpooling needs
 
 
-def _trained_like(name: str) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return with_bn_statistics(create_model(name, num_classes=5))
-
-
 @pytest.fixture(scope="module")
 def enet_for_opencv(tmp_path_factory):
     path = tmp_path_factory.mktemp("opencv") / "enet.onnx"
-    return path, export_onnx(_trained_like("enet"), path, SIZE, target="opencv")
+    return path, export_onnx(trained_like("enet"), path, SIZE, target="opencv")
 
 
 def test_enet_for_opencv_passes_the_parity_gate_in_opencv_without_a_scatter(enet_for_opencv):
@@ -45,7 +39,7 @@ def test_enet_for_opencv_passes_the_parity_gate_in_opencv_without_a_scatter(enet
 
 
 def test_bisenetv2_for_opencv_passes_the_parity_gate(tmp_path):
-    report = export_onnx(_trained_like("bisenetv2"), tmp_path / "b.onnx", SIZE, target="opencv")
+    report = export_onnx(trained_like("bisenetv2"), tmp_path / "b.onnx", SIZE, target="opencv")
     assert report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT and "Resize" in report["ops"]
 
 
@@ -113,7 +107,7 @@ def test_bench_times_an_opencv_graph(enet_for_opencv):
 @pytest.mark.skipif(not available("openvino"), reason="OpenVINO is not installed: pip install 'rtseg[openvino]'")
 def test_enet_for_openvino_passes_the_parity_gate_and_benches(tmp_path):
     path = tmp_path / "enet.onnx"
-    report = export_onnx(_trained_like("enet"), path, SIZE, target="openvino")
+    report = export_onnx(trained_like("enet"), path, SIZE, target="openvino")
     assert report["runtime"]["name"] == "openvino" and report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT
     r = time_network(None, SIZE, "openvino", threads=1, warmup=1, iters=2, onnx_file=path)
     assert r["backend"] == "openvino" and r["median_ms"] > 0
