@@ -79,6 +79,22 @@ def machine_info() -> dict:
     return info
 
 
+def bench_argv(flags: dict[str, object]) -> list[str]:
+    """The ``rtseg bench`` command-line flags for ``flags`` (option name to value, e.g.
+    ``{"num_classes": 11, "size": (360, 480), "train_throughput": True}``): None and False are
+    left out, True is a bare flag, a (height, width) pair is written ``HxW``. The one place that
+    turns arguments back into flags, for the benchmarks that rerun themselves in fresh processes."""
+    argv: list[str] = []
+    for name, value in flags.items():
+        if value is None or value is False or value == "":
+            continue
+        argv.append("--" + name.replace("_", "-"))
+        if value is True:
+            continue
+        argv.append(f"{value[0]}x{value[1]}" if isinstance(value, (tuple, list)) else str(value))
+    return argv
+
+
 def run_bench_process(argv: list[str], what: str = "bench run", torchrun_processes: int = 0) -> dict:
     """``python -m rtseg bench ARGV --json TMP`` in a fresh process (under torchrun with
     ``torchrun_processes`` local processes when > 0; rank 0 writes the row) and its JSON row.

@@ -20,7 +20,7 @@ from rtseg.errors import RtsegError
 
 # count_flops / count_params / machine_info live beside the models and in rtseg.measure; the names
 # stay importable from here for existing callers (tests/test_models.py, tools/serve_load.py).
-from rtseg.measure import machine_info, peak_rss_mb, reset_peak_rss, run_bench_process, time_calls
+from rtseg.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process, time_calls
 from rtseg.models.stats import count_flops, count_params
 
 __all__ = ["BACKENDS", "BENCH_SUITE", "bench_markdown", "benchmark_inference", "benchmark_suite", "count_flops",
@@ -245,12 +245,9 @@ def benchmark_inference(model: str | None, weights: str | Path | None, *, size: 
     if backend not in BACKENDS:
         raise RtsegError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if runs > 1:
-        argv = ["--size", f"{size[0]}x{size[1]}", "--backend", backend, "--threads", str(threads),
-                "--iters", str(iters), "--num-classes", str(num_classes)]
-        for flag, value in (("--model", model), ("--weights", weights), ("--calibrate", calibrate),
-                            ("--data-root", data_root)):
-            if value:
-                argv += [flag, str(value)]
+        argv = bench_argv({"size": size, "backend": backend, "threads": threads, "iters": iters,
+                           "num_classes": num_classes, "model": model, "weights": weights,
+                           "calibrate": calibrate, "data_root": data_root})
         return _bench_fresh_processes(argv, runs, progress)
     return _bench_once(model, str(weights) if weights else None, size, backend, threads, iters, calibrate,
                        data_root, num_classes)

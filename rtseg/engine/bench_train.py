@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
-from rtseg.measure import machine_info, peak_rss_mb, reset_peak_rss, run_bench_process
+from rtseg.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process
 
 #: Training paths ``rtseg bench --train-throughput --train-path`` measures.
 TRAIN_PATHS = ("rtseg", "eager")
@@ -147,9 +147,8 @@ def training_throughput(model_name: str, size: tuple[int, int], batch: int, step
 
 def _throughput_argv(model_name: str, size: tuple[int, int], batch: int, steps: int, threads: int,
                      num_classes: int, path: str) -> list[str]:
-    return ["--model", model_name, "--train-throughput", "--train-path", path, "--size", f"{size[0]}x{size[1]}",
-            "--batch", str(batch), "--steps", str(steps), "--threads", str(threads),
-            "--num-classes", str(num_classes)]
+    return bench_argv({"model": model_name, "train_throughput": True, "train_path": path, "size": size,
+                       "batch": batch, "steps": steps, "threads": threads, "num_classes": num_classes})
 
 
 def training_speedup(model_name: str, size: tuple[int, int], batch: int, steps: int, runs: int,

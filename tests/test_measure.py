@@ -1,0 +1,14 @@
+"""rtseg.measure: the flags a benchmark passes to its fresh processes parse as ``rtseg bench``'s own."""
+
+from rtseg.cli import build_parser
+from rtseg.measure import bench_argv
+
+
+def test_bench_argv_writes_flags_that_rtseg_bench_parses_back():
+    argv = bench_argv({"size": (360, 480), "backend": "onnxruntime", "threads": 0, "num_classes": 11,
+                       "weights": None, "calibrate": "", "train_throughput": True, "data_root": "/data"})
+    assert argv == ["--size", "360x480", "--backend", "onnxruntime", "--threads", "0", "--num-classes", "11",
+                    "--train-throughput", "--data-root", "/data"]
+    args = build_parser().parse_args(["bench", *argv])
+    assert (args.backend, args.threads, args.num_classes, args.train_throughput) == ("onnxruntime", 0, 11, True)
+    assert args.weights is None and str(args.data_root) == "/data"
