@@ -72,6 +72,30 @@ def compile_for_inference(model: nn.Module) -> FrozenCompiled:
     return FrozenCompiled(model)
 
 
+class Bfloat16Inference(nn.Module):
+    """``model`` with bfloat16 weights and activations: float32 (N, 3, H, W) in, float32 logits
+    out. Where the CPU computes bf16 natively (:func:`cpu_has_native_bf16`) oneDNN's bf16
+    convolutions have twice float32's peak; compiled (:func:`compile_for_inference`), ENet at
+    360x480 ran about 1.4x faster than float32 (``tools/backends_alternating.py``). Elsewhere bf16
+    is emulated and slower: :func:`check_bf16_support`."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.net = model.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to(torch.bfloat16)).float()
+
+
+def check_bf16_support(what: str) -> None:
+    """Refuse bf16 inference (one line naming ``what``) on a CPU that would only emulate it."""
+    if not cpu_has_native_bf16():
+        from rtseg.errors import RtsegError
+
+        raise RtsegError(f"{what}: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so bf16 would be "
+                         "emulated and slower than float32; use torch-compile or torch-int8")
+
+
 @cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where oneDNN's bf16

@@ -148,6 +148,18 @@ def test_bench_json(backend, tmp_path):
     assert r["machine"]["cores"] >= 1
 
 
+@pytest.mark.slow  # compiles ENet: 30-190 s on 2 cores
+def test_bench_torch_bf16_runs_where_the_cpu_has_bf16_and_is_refused_elsewhere():
+    from rtseg.runtime import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        with pytest.raises(RtsegError, match="--backend torch-bf16: this CPU has no native bfloat16"):
+            rtseg.benchmark("enet", size=(32, 48), backend="torch-bf16", threads=1, iters=2)
+        return
+    r = rtseg.benchmark("enet", size=(32, 48), backend="torch-bf16", threads=1, iters=2)  # compiles: ~20 s
+    assert r["backend"] == "torch-bf16" and r["median_ms"] > 0 and r["e2e_median_ms"] > 0
+
+
 def test_bench_runs_in_fresh_processes(tmp_path):
     r = rtseg.benchmark("enet", size=(32, 48), threads=1, iters=2, runs=2, progress=False)
     assert r["runs"] == 2 and len(r["run_median_ms"]) == 2

@@ -28,3 +28,29 @@ def test_compile_for_inference_freezes_weights_into_onednn_convolutions():
     # reference kernels, thnn_conv2d / slow_conv_dilated2d.
     assert any(k.startswith("mkldnn::_convolution_pointwise") for k in kernels), kernels
     assert not any("slow_conv" in k or "thnn" in k for k in kernels), kernels
+
+
+def test_bfloat16_inference_gives_float32_logits_close_to_float():
+    from rtseg.runtime import Bfloat16Inference
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(2, 3, 16, 20)
+    with torch.inference_mode():
+        expected = net(x)
+        got = Bfloat16Inference(net)(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert next(net.parameters()).dtype == torch.bfloat16
+    # bf16 keeps 8 mantissa bits: about 0.4% relative error a value.
+    assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+def test_bf16_is_refused_where_the_cpu_would_emulate_it(monkeypatch):
+    import pytest
+
+    import rtseg.runtime
+    from rtseg.errors import RtsegError
+
+    monkeypatch.setattr(rtseg.runtime, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(RtsegError, match=r"^--backend torch-bf16: this CPU has no native bfloat16 .*emulated"):
+        rtseg.runtime.check_bf16_support("--backend torch-bf16")

@@ -92,7 +92,9 @@ class DownsamplingBottleneck(nn.Module):
         main, indices = self.main_max1(x)
         ext = self.ext_regul(self.ext_conv3(self.ext_conv2(self.ext_conv1(x))))
         n, c_ext, h, w = ext.size()
-        zeros = torch.zeros(n, c_ext - main.size(1), h, w, device=main.device)  # as the peer: a new NCHW tensor
+        # As the peer: a new NCHW tensor (its dtype follows the input here, so bf16 runs too; the
+        # peer's float32 zeros fail there).
+        zeros = torch.zeros(n, c_ext - main.size(1), h, w, device=main.device, dtype=main.dtype)
         return self.out_activation(torch.cat((main, zeros), 1) + ext), indices
 
 

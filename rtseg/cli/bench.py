@@ -21,8 +21,10 @@ def register(sub) -> None:
     p.add_argument("--num-classes", type=int, default=11, help="classes for --model without --weights (default 11)")
     options.add_size(p, "360x480")
     p.add_argument("--backend", choices=BACKENDS, default="torch", help="default torch; an .onnx file: onnxruntime, opencv or openvino (timed as it is); opencv / "
-                        "openvino with a model: exported for that runtime (rtseg export --target); torch-int8: PyTorch's "
-                        "own int8 (PT2E, oneDNN; pip install 'rtseg[int8]'), onnxruntime-int8: ONNX Runtime's")
+                        "openvino with a model: exported for that runtime (rtseg export --target); torch-compile: inductor, "
+                        "weights frozen; torch-bf16: the same in bfloat16 (CPUs with AVX512-BF16 or AMX); "
+                        "torch-int8: PyTorch's own int8 (PT2E, oneDNN; pip install 'rtseg[int8]'), "
+                        "onnxruntime-int8: ONNX Runtime's")
     options.add_threads(p)
     p.add_argument("--iters", type=int, default=30, help="timed iterations (default 30)")
     p.add_argument("--runs", type=int, default=1,

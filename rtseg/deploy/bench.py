@@ -29,7 +29,8 @@ __all__ = ["BACKENDS", "BENCH_SUITE", "bench_markdown", "benchmark_inference", "
 #: Backends that run an ONNX graph; ``onnxruntime-int8`` quantises the float graph first.
 GRAPH_BACKENDS = ("onnxruntime", "onnxruntime-int8", "opencv", "openvino")
 #: ``torch-int8``: PyTorch's own static int8 (PT2E, oneDNN int8 convolutions; rtseg.deploy.pt2e).
-BACKENDS = ("torch", "torch-compile", "torch-int8", *GRAPH_BACKENDS)
+#: ``torch-bf16``: compiled in bfloat16 (CPUs with native bf16 only; rtseg.runtime.Bfloat16Inference).
+BACKENDS = ("torch", "torch-compile", "torch-bf16", "torch-int8", *GRAPH_BACKENDS)
 #: Backends calibrated on frames (``--calibrate``; synthetic frames without it).
 INT8_BACKENDS = ("torch-int8", "onnxruntime-int8")
 
@@ -75,7 +76,8 @@ def _graph_runner(path: Path, backend: str, threads: int, x: torch.Tensor):
 
 def _torch_runner(model: nn.Module, backend: str, x: torch.Tensor, calibration: list[np.ndarray] | None = None):
     """(runner, torch_runner) for rtseg's PyTorch path: BN folded, channels-last, optionally
-    compiled (``torch-int8``: quantised on ``calibration``, synthetic frames when None)."""
+    compiled (``torch-bf16``: in bfloat16; ``torch-int8``: quantised on ``calibration``,
+    synthetic frames when None)."""
     from rtseg.models.fold import fold_batchnorm
 
     if backend == "torch-int8":
@@ -85,7 +87,12 @@ def _torch_runner(model: nn.Module, backend: str, x: torch.Tensor, calibration: 
         net = compile_int8(model, _frames_or_synthetic(calibration, tuple(x.shape[-2:])))
     else:
         net = fold_batchnorm(model).to(memory_format=torch.channels_last)
-    if backend == "torch-compile":
+    if backend == "torch-bf16":
+        from rtseg.runtime import Bfloat16Inference, check_bf16_support
+
+        check_bf16_support("--backend torch-bf16")
+        net = Bfloat16Inference(net)
+    if backend in ("torch-compile", "torch-bf16"):
         from rtseg.runtime import compile_for_inference
 
         net = compile_for_inference(net)

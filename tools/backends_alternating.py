@@ -1,0 +1,73 @@
+"""Latency of one model on several ``rtseg bench`` backends, in fresh processes, alternating.
+
+    python tools/backends_alternating.py --weights enet-camvid --runs 3 --threads 2 \\
+        --backends torch,torch-compile,torch-bf16,torch-int8,onnxruntime,onnxruntime-int8,opencv,openvino \\
+        --calibrate camvid:train:16 --json bench/backends_enet_camvid.json
+
+Each run starts one ``rtseg bench`` process per backend, the order rotating from run to run, so
+the drift of a shared machine hits every backend alike; the JSON has every run's row, each
+backend's median of medians and its speed-up over the first backend listed. Backends that a
+machine cannot run (OpenVINO not installed, bf16 without native support) are recorded with
+their one-line reason and left out of the ratios. Time it with nothing else running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default="enet-camvid")
+    p.add_argument("--backends", default="torch,torch-compile,torch-bf16,torch-int8,onnxruntime,onnxruntime-int8")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--size", default="360x480")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N", help="int8 calibration frames")
+    p.add_argument("--json", default=None, metavar="OUT")
+    args = p.parse_args()
+    sys.path.insert(0, str(REPO))
+    from rtseg.errors import RtsegError
+    from rtseg.measure import bench_argv, machine_info, run_bench_process
+
+    backends = args.backends.split(",")
+    rows: dict[str, list[dict]] = {b: [] for b in backends}
+    refused: dict[str, str] = {}
+    for run in range(args.runs):
+        for backend in backends[run % len(backends):] + backends[:run % len(backends)]:
+            if backend in refused:
+                continue
+            argv = bench_argv({"weights": args.weights, "backend": backend, "size": args.size.split("x"),
+                               "threads": args.threads, "iters": args.iters,
+                               "calibrate": args.calibrate if "int8" in backend else None})
+            try:
+                rows[backend].append(run_bench_process(argv, what=f"{backend} run {run + 1}"))
+            except RtsegError as e:
+                refused[backend] = str(e).splitlines()[-1]
+                print(f"{backend}: {refused[backend]}", file=sys.stderr)
+                continue
+            print(f"run {run + 1}/{args.runs} {backend}: {rows[backend][-1]['median_ms']} ms", file=sys.stderr)
+    timed = [b for b in backends if rows[b]]
+    summary = {b: {"median_ms": round(statistics.median(r["median_ms"] for r in rows[b]), 2),
+                   "run_median_ms": [r["median_ms"] for r in rows[b]],
+                   "e2e_median_ms": round(statistics.median(r["e2e_median_ms"] for r in rows[b]), 2)}
+               for b in timed}
+    for b in timed:
+        summary[b]["speedup_over_" + timed[0]] = round(summary[timed[0]]["median_ms"] / summary[b]["median_ms"], 3)
+    report = {"weights": args.weights, "size": args.size, "threads": args.threads, "runs": args.runs,
+              "backends": summary, "refused": refused, "rows": rows, "machine": machine_info()}
+    print(json.dumps({b: s["median_ms"] for b, s in summary.items()}))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
