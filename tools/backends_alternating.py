@@ -25,7 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="enet-camvid")
+    p.add_argument("--weights", default="enet-camvid", help="checkpoint or shipped model (default enet-camvid)")
+    p.add_argument("--models", default=None, metavar="NAME,...",
+                   help="architectures with random weights (11 classes) instead of --weights: each model x backend "
+                        "is one entry of the rotation")
     p.add_argument("--backends", default="torch,torch-compile,torch-bf16,torch-int8,onnxruntime,onnxruntime-int8")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--size", default="360x480")
@@ -38,31 +41,33 @@ def main() -> None:
     from rtseg.errors import RtsegError
     from rtseg.measure import bench_argv, machine_info, run_bench_process
 
-    backends = args.backends.split(",")
-    rows: dict[str, list[dict]] = {b: [] for b in backends}
+    entries = [(m, b) for m in (args.models.split(",") if args.models else [None]) for b in args.backends.split(",")]
+    keys = [f"{m}:{b}" if m else b for m, b in entries]
+    rows: dict[str, list[dict]] = {k: [] for k in keys}
     refused: dict[str, str] = {}
     for run in range(args.runs):
-        for backend in backends[run % len(backends):] + backends[:run % len(backends)]:
-            if backend in refused:
+        shift = run % len(entries)
+        for (model, backend), key in zip(entries[shift:] + entries[:shift], keys[shift:] + keys[:shift]):
+            if key in refused:
                 continue
-            argv = bench_argv({"weights": args.weights, "backend": backend, "size": args.size.split("x"),
-                               "threads": args.threads, "iters": args.iters,
+            argv = bench_argv({"model": model, "weights": None if model else args.weights, "backend": backend,
+                               "size": args.size.split("x"), "threads": args.threads, "iters": args.iters,
                                "calibrate": args.calibrate if "int8" in backend else None})
             try:
-                rows[backend].append(run_bench_process(argv, what=f"{backend} run {run + 1}"))
+                rows[key].append(run_bench_process(argv, what=f"{key} run {run + 1}"))
             except RtsegError as e:
-                refused[backend] = str(e).splitlines()[-1]
-                print(f"{backend}: {refused[backend]}", file=sys.stderr)
+                refused[key] = str(e).splitlines()[-1]
+                print(f"{key}: {refused[key]}", file=sys.stderr)
                 continue
-            print(f"run {run + 1}/{args.runs} {backend}: {rows[backend][-1]['median_ms']} ms", file=sys.stderr)
-    timed = [b for b in backends if rows[b]]
+            print(f"run {run + 1}/{args.runs} {key}: {rows[key][-1]['median_ms']} ms", file=sys.stderr)
+    timed = [k for k in keys if rows[k]]
     summary = {b: {"median_ms": round(statistics.median(r["median_ms"] for r in rows[b]), 2),
                    "run_median_ms": [r["median_ms"] for r in rows[b]],
                    "e2e_median_ms": round(statistics.median(r["e2e_median_ms"] for r in rows[b]), 2)}
                for b in timed}
     for b in timed:
         summary[b]["speedup_over_" + timed[0]] = round(summary[timed[0]]["median_ms"] / summary[b]["median_ms"], 3)
-    report = {"weights": args.weights, "size": args.size, "threads": args.threads, "runs": args.runs,
+    report = {"weights": None if args.models else args.weights, "models": args.models, "size": args.size, "threads": args.threads, "runs": args.runs,
               "backends": summary, "refused": refused, "rows": rows, "machine": machine_info()}
     print(json.dumps({b: s["median_ms"] for b, s in summary.items()}))
     if args.json:
