@@ -76,7 +76,7 @@ class Bfloat16Inference(nn.Module):
     """``model`` with bfloat16 weights and activations: float32 (N, 3, H, W) in, float32 logits
     out. Where the CPU computes bf16 natively (:func:`cpu_has_native_bf16`) oneDNN's bf16
     convolutions have twice float32's peak; compiled (:func:`compile_for_inference`), ENet at
-    360x480 ran about 1.4x faster than float32 (``tools/backends_alternating.py``). Elsewhere bf16
+    360x480 ran 1.2-1.4x faster than float32 (``tools/backends_alternating.py``). Elsewhere bf16
     is emulated and slower: :func:`check_bf16_support`."""
 
     def __init__(self, model: nn.Module) -> None:
