@@ -19,7 +19,14 @@ from rtseg.io import expand_image_inputs
 from rtseg.models.fold import fold_batchnorm
 from rtseg.models.tta import with_tta
 from rtseg.progress import progress_bar
-from rtseg.runtime import class_map, compile_for_inference, reuse_freed_memory, select_device  # noqa: F401
+from rtseg.runtime import (  # noqa: F401
+    Bfloat16Inference,
+    check_bf16_support,
+    class_map,
+    compile_for_inference,
+    reuse_freed_memory,
+    select_device,
+)
 from rtseg.visualize import overlay, panel, save_gif, save_png
 from rtseg.weights import load_weights
 
@@ -96,21 +103,26 @@ class Segmenter:
     ``compile=True`` runs the network through :func:`compile_for_inference` (PyTorch models
     only): worth it for video and for many images of one size, not for a single image.
     ``tta="flip"`` averages the network over each image and its mirror image (twice the work;
-    see :mod:`rtseg.models.tta`).
+    see :mod:`rtseg.models.tta`). ``bf16=True`` runs the network in bfloat16
+    (:class:`rtseg.runtime.Bfloat16Inference`; PyTorch models on CPUs with native bf16).
     """
 
     def __init__(self, model: nn.Module, classes: ClassTable, mean, std,
                  input_size: list[int] | None = None, device: str | torch.device = "cpu",
-                 name: str = "", compile: bool = False, tta: str = "none") -> None:
+                 name: str = "", compile: bool = False, tta: str = "none", bf16: bool = False) -> None:
         self.device = torch.device(device)
         if isinstance(model, nn.Module):
             # Inference only: fold BN into the convolutions and use channels-last, the fastest
             # layout for CPU convolutions (see rtseg bench).
             model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last).eval()
+            if bf16:
+                if self.device.type == "cpu":
+                    check_bf16_support(f"{name or 'this model'}: --bf16")
+                model = Bfloat16Inference(model)
             if compile:
                 model = compile_for_inference(model)
-        elif compile:
-            raise RtsegError(f"{name or 'this model'}: compile needs PyTorch weights (a checkpoint or a "
+        elif compile or bf16:
+            raise RtsegError(f"{name or 'this model'}: {'compile' if compile else 'bf16'} needs PyTorch weights (a checkpoint or a "
                              "shipped model), not an exported ONNX file")
         else:
             model = model.eval().to(self.device)  # an exported model's wrapper
@@ -214,21 +226,22 @@ def _read_checked(seg: Segmenter, path: Path) -> np.ndarray:
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "auto",
-               compile: bool = False, threads: int = 0, tta: str = "none") -> Segmenter:
+               compile: bool = False, threads: int = 0, tta: str = "none", bf16: bool = False) -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
     (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
     (CUDA when available), cpu or cuda; ONNX exports run on the CPU. ``compile``: see
     :class:`Segmenter`. ``threads``: intra-op threads (0 = library default). ``tta``: "flip" for
-    test-time flip averaging (never the default)."""
+    test-time flip averaging (never the default). ``bf16``: see :class:`Segmenter`."""
     w = load_weights(weights, threads=threads)
     device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
-    seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile, tta=tta)
+    seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile, tta=tta,
+                    bf16=bf16)
     seg.fixed_size = w.fixed_size
     return seg
 
 
 def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
-            device: str = "auto", compile: bool = False, threads: int = 0, alpha: float = 0.5,
+            device: str = "auto", compile: bool = False, bf16: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
             skip_existing: bool = False, progress: bool = True, tta: str = "none") -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
@@ -253,7 +266,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         raise RtsegError("--gif needs every frame in one process: run without torchrun for a GIF")
     all_count = len(paths)
     paths = paths[info.rank::info.world_size]
-    seg = load_model(weights, device=run_on, compile=compile, threads=threads, tta=tta)
+    seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")

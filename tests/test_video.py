@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -86,3 +88,24 @@ def test_video_bad_inputs_fail_before_work(tmp_path):
     _write_video(tmp_path / "ok.mp4", n=2)
     with pytest.raises(RtsegError, match="expected a .mp4"):
         rtseg.process_video(tmp_path / "ok.mp4", tmp_path / "o.txt", weights)
+
+
+
+@pytest.mark.slow  # the shipped ENet at 360x480 in eager bf16
+def test_bf16_segmenter_agrees_with_float32_or_is_refused(enet_ckpt, tmp_path):
+    from rtseg.inference import load_model
+    from rtseg.runtime import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        with pytest.raises(RtsegError, match="--bf16: this CPU has no native bfloat16"):
+            load_model("enet-camvid", device="cpu", bf16=True)
+        return
+    # The shipped model on a real frame (a random network's near-equal logits say little).
+    frame = sorted((Path(__file__).resolve().parents[1] / "samples" / "camvid").glob("*.jpg"))[0]
+    eager, bf16 = load_model("enet-camvid", device="cpu"), load_model("enet-camvid", device="cpu", bf16=True)
+    mask, expected = bf16.predict(frame), eager.predict(frame)
+    assert mask.shape == expected.shape and (mask == expected).mean() > 0.99  # 99.6% on 0006R0
+    onnx_path = tmp_path / "m.onnx"
+    rtseg.export(enet_ckpt, onnx_path, size=(24, 32))
+    with pytest.raises(RtsegError, match="bf16 needs PyTorch weights"):
+        load_model(onnx_path, bf16=True)
