@@ -15,11 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STORE = REPO / "bench" / "campaign"
 FILES = ("last.pt", "metrics.jsonl", "config.yaml")
+#: Larger resume states (PIDNet-S: 124 MB with its Adam moments) stay out of git.
+MAX_TRACKED_MB = 50
 
 
 def plot_curve(metrics: Path, out: Path, title: str) -> None:
@@ -53,6 +56,10 @@ def save(run_dir: Path) -> Path:
             raise SystemExit(f"campaign save: {run_dir / name} is missing (has the run finished an epoch?)")
         shutil.copy2(run_dir / name, dest / name)
     plot_curve(dest / "metrics.jsonl", dest / "curve.png", run_dir.name)
+    size_mb = (dest / "last.pt").stat().st_size / 2**20
+    if size_mb > MAX_TRACKED_MB:
+        print(f"campaign save: {dest / 'last.pt'} is {size_mb:.0f} MB, over the {MAX_TRACKED_MB} MB a repository file "
+              "should hold: git-ignore it; a later session on another machine cannot resume from it", file=sys.stderr)
     return dest
 
 
