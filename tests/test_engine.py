@@ -147,35 +147,39 @@ def test_train_api_takes_a_recipe_and_overrides(few_camvid, tmp_path):
         rtseg.train(load_config(None), ["optim.lr=1"])
 
 
-def test_bf16_training_step_follows_float32(few_camvid):
-    # run.amp trains in bfloat16 on CPUs that compute it natively. The shipped ENet on real frames
-    # (dropout off, so both steps see the same network): the loss and the direction of the
-    # gradient match float32's (cosine 0.999 here; a broken mixed-precision path scores far lower).
+def test_bf16_training_follows_float32(few_camvid):
+    # run.amp trains in bfloat16 on CPUs that compute it natively. Ten Adam steps of a fresh ENet on
+    # four real frames, under autocast and without: the two loss curves agree step by step (within
+    # 0.2% here). A single step's gradient is no test: on a converged network (the shipped one) its
+    # cosine to float32's ranged 0.955-0.993 over two batches, all of it bf16 rounding.
     from rtseg.datasets import build_dataset
     from rtseg.datasets.transforms import build_eval_transform
     from rtseg.engine.losses import SegmentationLoss
+    from rtseg.models import create_model
 
-    torch.manual_seed(0)
-    model = rtseg.load_weights("enet-camvid").torch_model().train()
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout2d):
-            module.p = 0.0
     ds = build_dataset("camvid", "train", few_camvid, build_eval_transform())
     images, targets = map(torch.stack, zip(*[ds[i] for i in range(4)]))
+    images = images.contiguous(memory_format=torch.channels_last)
     loss_fn = SegmentationLoss(torch.linspace(0.5, 2.0, 11))
 
-    def step(dtype):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is torch.bfloat16):
-            loss = loss_fn(model(images.contiguous(memory_format=torch.channels_last)), targets)
-        grads = torch.autograd.grad(loss, list(model.parameters()))
-        return loss.item(), torch.cat([g.flatten() for g in grads])
+    def train(bf16: bool) -> list[float]:
+        torch.manual_seed(0)
+        model = create_model("enet", 11).train().to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        losses = []
+        for _ in range(10):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(images), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses
 
-    model.to(memory_format=torch.channels_last)
-    loss32, grad32 = step(torch.float32)
-    loss16, grad16 = step(torch.bfloat16)
-    assert loss16 != loss32  # bf16 really ran
-    assert loss16 == pytest.approx(loss32, rel=0.02)
-    assert torch.nn.functional.cosine_similarity(grad32, grad16, dim=0) > 0.99
+    float32, bf16 = train(False), train(True)
+    assert bf16[0] != float32[0]  # bf16 really ran
+    assert float32[-1] < float32[0] - 0.15  # the steps learn something to compare
+    assert bf16 == pytest.approx(float32, rel=0.01)
 
 
 def test_mixed_precision_only_where_the_cpu_computes_it(monkeypatch):
