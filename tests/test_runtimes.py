@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -127,3 +129,35 @@ def test_a_missing_runtime_is_a_one_line_error_with_the_install(monkeypatch):
     with pytest.raises(RtsegError, match=r"^OpenVINO is not installed \(openvino is missing\): "
                                          r"pip install 'rtseg\[openvino\]'$"):
         load_runner("m.onnx", "openvino")
+
+
+class _PoolUnpool(torch.nn.Module):
+    """Max-pooling with indices and the unpooling that uses them, as ENet's bottlenecks do."""
+
+    def __init__(self, kernel: int = 2, padding: int = 0) -> None:
+        super().__init__()
+        self.kernel, self.padding = kernel, padding
+
+    def forward(self, x):
+        values, indices = F.max_pool2d(x, self.kernel, stride=2, padding=self.padding, return_indices=True)
+        return torch.ops.aten.max_unpool2d(values * 2, indices, list(x.shape[-2:]))
+
+
+def test_openvino_pooling_without_indices_output_keeps_pytorchs_ties(tmp_path):
+    # --target openvino writes max-pooling with indices as corners + Max + Where (OpenVINO runs the
+    # ONNX MaxPool's indices output on a reference kernel: 80-89% of ENet's time). Values from
+    # {0, 1, 2}: most windows hold ties, which must resolve first-in-window as PyTorch's kernel
+    # does, or the unpooled value lands on another pixel. Checked in ONNX Runtime (the graph is
+    # standard ONNX; OpenVINO's own run is the parity test above).
+    path = tmp_path / "pool.onnx"
+    report = export_onnx(_PoolUnpool(), path, (8, 12), target="openvino", check=False, fold_bn=False)
+    assert "MaxPool" not in report["ops"] and "ScatterND" not in report["ops"]
+    x = torch.randint(0, 3, (2, 3, 8, 12)).float()
+    expected = _PoolUnpool()(x).numpy()
+    np.testing.assert_array_equal(load_runner(path, "onnxruntime")(x.numpy()), expected)
+
+
+def test_openvino_refuses_other_pooling_with_indices_in_one_line(tmp_path):
+    with pytest.raises(RtsegError, match=r"^--target openvino writes max-pooling with indices for 2x2 windows "
+                                         r"of stride 2 without padding only; this model pools with kernel "):
+        export_onnx(_PoolUnpool(kernel=3, padding=1), tmp_path / "p.onnx", (8, 12), target="openvino", check=False)

@@ -129,6 +129,18 @@ def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, m
             f"agreement {100 * report.pixel_agreement:.3f}% (limit {100 * min_agreement:.1f}%)")
 
 
+def _rtseg_cause(error: BaseException) -> RtsegError | None:
+    """The RtsegError (a translation's refusal, its own one-line message) that torch.onnx wrapped
+    in its exceptions, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, RtsegError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool, translations: dict | None = None) -> str:
     """torch.onnx (dynamo) export. The batch is always symbolic; with ``dynamic`` height and
     width are too. Models whose shape arithmetic export cannot prove for every size (ENet's
@@ -157,6 +169,9 @@ def _export_dynamo(model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool,
                                   output_names=["classes" if isinstance(model, ArgmaxHead) else "logits"],
                                   verbose=False, external_data=False, custom_translation_table=translations)
         except Exception as e:  # torch.export raises many kinds; keep the last to report
+            refusal = _rtseg_cause(e)
+            if refusal is not None:  # a translation refused the model: no other attempt helps
+                raise refusal from None
             last_error = e
             continue
         if multiple is None:
@@ -210,7 +225,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ar
     if target != "onnxruntime":
         from rtseg.deploy.portable import translation_table
 
-        translations = translation_table()
+        translations = translation_table(target)
     reference = ArgmaxHead(model.eval()) if argmax else model.eval()
     prepared = prepare(model, argmax, fold_bn, onnx=True)
     x = _parity_inputs(size, count=1)[0]

@@ -8,12 +8,21 @@ first forward (``constantofshape_layer.cpp: blobs.size() == 1``: it wants a cons
 :func:`max_unpool2x` writes the same values as a gather instead of a scatter: which of the four
 window positions won (from the indices), four masked copies of the values, ``DepthToSpace``.
 No scatter and no shape arithmetic beyond the plane width.
+
+Max-pooling with indices (ENet's encoder), OpenVINO only. OpenVINO's CPU plugin runs an ONNX
+``MaxPool`` that also returns indices on a reference (non-JIT) kernel: 80-89% of ENet's forward
+pass (``tools/openvino_profile.py``). :func:`max_pool2x_with_indices` writes the same values and
+indices without it: the four window corners as strided slices, their elementwise maximum, and
+the flat index of the first corner equal to it, in PyTorch's scan order, as PyTorch's own kernel
+resolves ties.
 """
 
 from __future__ import annotations
 
 import torch
 from onnxscript import opset18 as op
+
+from rtseg.errors import RtsegError
 
 
 def max_unpool2x(values, indices, output_size):
@@ -37,6 +46,39 @@ def max_unpool2x(values, indices, output_size):
     return op.DepthToSpace(op.Concat(*corners, axis=1), blocksize=2, mode="DCR")
 
 
-def translation_table() -> dict:
-    """``torch.onnx.export(custom_translation_table=...)`` for the standard-op graph form."""
-    return {torch.ops.aten.max_unpool2d.default: max_unpool2x}
+def max_pool2x_with_indices(x, kernel_size, stride=(), padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """``aten.max_pool2d_with_indices`` for a 2x2 stride-2 window without padding (ENet's only
+    form): (N, C, H, W), H and W even -> values (N, C, H/2, W/2) and int64 indices flat within each
+    input plane (``row * W + col``), as PyTorch returns them.
+
+    The corners a, b, c, d (scan order) sit at offsets 0, 1, W, W + 1 from the window's top-left
+    element, whose flat index is ``2i * W + 2j``. The winner is the first corner equal to the
+    maximum. Other pooling forms are refused here, so the export names them instead of writing a
+    wrong graph."""
+    window = (list(kernel_size), list(stride) or list(kernel_size), list(padding), list(dilation))
+    if window != ([2, 2], [2, 2], [0, 0], [1, 1]) or ceil_mode:
+        raise RtsegError(f"--target openvino writes max-pooling with indices for 2x2 windows of stride 2 "
+                         f"without padding only; this model pools with kernel {kernel_size}, stride "
+                         f"{stride}, padding {padding}, dilation {dilation}, ceil_mode {ceil_mode}")
+    # SpaceToDepth puts corner (b1, b2) of every window in channels [(2 b1 + b2) C, (2 b1 + b2 + 1) C):
+    # (N, 4C, h, w), split into the four (N, C, h, w). (Strided Slices run on OpenVINO's reference kernel.)
+    a, b, c, d = op.Split(op.SpaceToDepth(x, blocksize=2), axis=1, num_outputs=4)
+    top = op.Max(a, b, c, d)  # (N, C, h, w)
+    width = op.Shape(x, start=3, end=4)  # (1,) int64: W
+    zero, one, two = (op.Constant(value_int=v) for v in (0, 1, 2))
+    offset = op.Where(op.Equal(a, top), zero, op.Where(op.Equal(b, top), one,
+                      op.Where(op.Equal(c, top), width, op.Add(width, one))))  # (N, C, h, w) int64
+    rows = op.Range(zero, op.Squeeze(op.Shape(top, start=2, end=3)), one)
+    cols = op.Range(zero, op.Squeeze(op.Shape(top, start=3, end=4)), one)
+    corner = op.Add(op.Unsqueeze(op.Mul(op.Mul(rows, two), width), op.Constant(value_ints=[1])),
+                    op.Mul(cols, two))  # (h, w): the top-left element's flat index 2i * W + 2j
+    return top, op.Add(offset, corner)
+
+
+def translation_table(target: str) -> dict:
+    """``torch.onnx.export(custom_translation_table=...)`` for the standard-op graph form of
+    ``target`` (``opencv`` or ``openvino``)."""
+    table = {torch.ops.aten.max_unpool2d.default: max_unpool2x}
+    if target == "openvino":
+        table[torch.ops.aten.max_pool2d_with_indices.default] = max_pool2x_with_indices
+    return table
