@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 import onnx
 import pytest
+import torch
+import torch.nn.functional as F
 from onnx import TensorProto, helper
 
 import rtseg
