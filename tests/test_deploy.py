@@ -21,7 +21,7 @@ from rtseg.errors import RtsegError
 from rtseg.models import create_model
 from rtseg.models.fold import PReLUAsMax, count_batchnorms, fold_batchnorm, prelu_as_max
 
-SIZES = {"bisenetv2": (45, 61), "dabnet": (45, 61), "ddrnet23_slim": (45, 61), "pidnet_s": (45, 61), "enet": (45, 61), "erfnet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
+SIZES = {"bisenetv2": (45, 61), "dabnet": (45, 61), "ddrnet23_slim": (45, 61), "edanet": (45, 61), "pidnet_s": (45, 61), "enet": (45, 61), "erfnet": (45, 61), "fcn8s_mobilenetv3": (45, 61), "fcn8s": (40, 56), "icnet": (45, 61),
          "pspnet50": (45, 61)}
 
 
@@ -60,7 +60,7 @@ def test_onnx_export_parity(name, tmp_path):
     # ENet and ERFNet keep the BNs that follow a concatenation (conv | max-pool): nothing to fold into.
     # BN after a conv is folded; pre-activation BN (BN-ReLU-conv heads and pyramid pooling) and
     # ENet/ERFNet's BN after concatenations have no conv before them to fold into.
-    assert "BatchNormalization" not in report["ops"] or name in ("enet", "erfnet", "bisenetv2", "dabnet", "ddrnet23_slim",
+    assert "BatchNormalization" not in report["ops"] or name in ("enet", "erfnet", "edanet", "bisenetv2", "dabnet", "ddrnet23_slim",
                                                                   "pidnet_s")
 
 

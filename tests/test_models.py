@@ -136,7 +136,8 @@ def test_enet_with_window_codes_gives_the_same_outputs_and_gradients(monkeypatch
 
 
 def test_erfnet_follows_the_paper():
-    from rtseg.models.erfnet import _Downsampler, _NonBottleneck1D
+    from rtseg.models._layers import Downsampler as _Downsampler
+    from rtseg.models.erfnet import _NonBottleneck1D
 
     m = create_model("erfnet", num_classes=20)
     # The layers of the reference implementation (Eromera/erfnet_pytorch, train/erfnet.py: biased
@@ -182,23 +183,26 @@ def test_enet_gradient_checkpointing_gives_the_same_gradients():
     ("ddrnet23_slim", 5_695_987, 5.7e6),
     ("pidnet_s", 7_625_715, 7.6e6),
     ("bisenetv2", 3_358_627, None),  # the paper gives no count; 3.36 M with the 1024-wide head
+    ("edanet", 689_485, 0.68e6),  # the authors' code asserts 689,485; the paper rounds to 0.68 M
 ])
 def test_new_networks_match_their_papers(name, params, published):
     from rtseg.deploy.bench import count_flops
 
-    heads = {"ddrnet23_slim": {"aux_head": False}, "pidnet_s": {"aux_heads": False}, "bisenetv2": {"boosters": False}}
+    heads = {"ddrnet23_slim": {"aux_head": False}, "pidnet_s": {"aux_heads": False}, "bisenetv2": {"boosters": False},
+             "edanet": {}}
     model = create_model(name, num_classes=19, **heads[name])
     n = sum(p.numel() for p in model.parameters())
     assert n == params
     if published:
-        assert abs(n - published) / published < 0.01
+        assert abs(n - published) / published < 0.015
     if name != "bisenetv2":
-        # GFLOPs at 1024x2048 as the papers count them (multiply-adds): DDRNet-23-slim 36.3,
-        # PIDNet-S 47.6. Counted on the meta device: shapes only, no arithmetic.
-        published_gmacs = {"ddrnet23_slim": 36.3, "pidnet_s": 47.6}[name]
+        # GFLOPs as the papers count them (multiply-adds): DDRNet-23-slim 36.3 and PIDNet-S 47.6
+        # at 1024x2048, EDANet 8.97 at 512x1024. Counted on the meta device: shapes only.
+        size, published_gmacs = {"ddrnet23_slim": ((1024, 2048), 36.3), "pidnet_s": ((1024, 2048), 47.6),
+                                 "edanet": ((512, 1024), 8.97)}[name]
         with torch.device("meta"):
             meta_model = create_model(name, num_classes=19, **heads[name])
-        gmacs = count_flops(meta_model, (1024, 2048), device="meta") / 2e9
+        gmacs = count_flops(meta_model, size, device="meta") / 2e9
         assert abs(gmacs - published_gmacs) / published_gmacs < 0.02, gmacs
 
 

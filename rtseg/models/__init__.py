@@ -15,6 +15,7 @@ from torch import nn
 from rtseg.models.bisenetv2 import bisenetv2
 from rtseg.models.dabnet import dabnet
 from rtseg.models.ddrnet import ddrnet23_slim
+from rtseg.models.edanet import edanet
 from rtseg.models.enet import enet
 from rtseg.models.erfnet import erfnet
 from rtseg.models.fcn8s import fcn8s, fcn8s_mobilenetv3
@@ -26,6 +27,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "bisenetv2": bisenetv2,
     "dabnet": dabnet,
     "ddrnet23_slim": ddrnet23_slim,
+    "edanet": edanet,
     "enet": enet,
     "erfnet": erfnet,
     "fcn8s": fcn8s,

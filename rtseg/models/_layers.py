@@ -66,6 +66,24 @@ def bn_act_conv(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> nn.Seq
                          nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=False))
 
 
+class Downsampler(nn.Module):
+    """(N, Cin, H, W) -> (N, Cout, H/2, W/2): a 3x3 stride-2 conv (with bias) to Cout - Cin
+    channels concatenated with the 2x2 max-pooled input when the channels grow, else a conv to
+    Cout; BN, ReLU (ENet's initial block as ERFNet and EDANet use it). Keys ``conv``, ``bn``."""
+
+    def __init__(self, cin: int, cout: int, bn_eps: float = 1e-5) -> None:
+        super().__init__()
+        self.pool = cout > cin
+        self.conv = nn.Conv2d(cin, cout - cin if self.pool else cout, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(cout, eps=bn_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.pool:
+            y = torch.cat([y, F.max_pool2d(x, 2, 2)], dim=1)
+        return F.relu(self.bn(y))
+
+
 class PyramidPooling(nn.Module):
     """Adaptive-bin pyramid pooling (PSPNet, ICNet): average pools over ``bins`` x ``bins``
     grids, each upsampled back to the input. Adaptive pooling works for any h, w (bins need not

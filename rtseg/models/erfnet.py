@@ -17,22 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rtseg.models import _layers as layers
+
 #: Three stride-2 stages: the network works on multiples of 8 internally.
 _STRIDE = 8
 #: The reference implementation's BatchNorm epsilon.
 _BN_EPS = 1e-3
-
-
-class _Downsampler(nn.Module):
-    """(N, Cin, H, W) -> (N, Cout, H/2, W/2): Cout - Cin conv filters + the Cin max-pooled inputs."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(cin, cout - cin, 3, stride=2, padding=1)
-        self.bn = nn.BatchNorm2d(cout, eps=_BN_EPS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(torch.cat([self.conv(x), F.max_pool2d(x, 2, 2)], dim=1)))
 
 
 class _NonBottleneck1D(nn.Module):
@@ -86,10 +76,10 @@ class ERFNet(nn.Module):
         self.num_classes = num_classes
         p = encoder_dropout
         self.encoder = nn.Sequential(
-            _Downsampler(3, 16),  # (N, 16, H/2, W/2)
-            _Downsampler(16, 64),  # (N, 64, H/4, W/4)
+            layers.Downsampler(3, 16, _BN_EPS),  # (N, 16, H/2, W/2)
+            layers.Downsampler(16, 64, _BN_EPS),  # (N, 64, H/4, W/4)
             *[_NonBottleneck1D(64, p / 10) for _ in range(5)],
-            _Downsampler(64, 128),  # (N, 128, H/8, W/8)
+            layers.Downsampler(64, 128, _BN_EPS),  # (N, 128, H/8, W/8)
             *[_NonBottleneck1D(128, p, d) for _ in range(2) for d in (2, 4, 8, 16)],
         )
         self.decoder = nn.Sequential(
@@ -106,7 +96,7 @@ class ERFNet(nn.Module):
         block's last conv) and the classifier. The blocks' inner convolutions are pruned."""
         keep: list[nn.Module] = [self.classifier]
         for module in self.modules():
-            if isinstance(module, _Downsampler):
+            if isinstance(module, layers.Downsampler):
                 keep.append(module.conv)
             elif isinstance(module, _NonBottleneck1D):
                 keep.append(module.branch[7])

@@ -1,0 +1,123 @@
+"""EDANet: Efficient Dense Modules of Asymmetric Convolution for Real-Time Semantic Segmentation.
+
+Lo, Hang, Chan, Lin, ACM Multimedia Asia 2019. https://arxiv.org/abs/1809.06323
+(authors' code: https://github.com/shaoyuanlo/EDANet; 0.69 M parameters for 19 classes, 66.4%
+mIoU on the CamVid test from scratch in the paper, trained on train + val at 360x480).
+
+Dense connectivity at 1/4 and 1/8 resolution, no decoder:
+
+* two downsampling blocks (ENet's: a 3x3 stride-2 conv concatenated with the 2x2 max-pooled
+  input, BN, ReLU) to 15 and 60 channels at 1/4;
+* 5 EDA modules (dilations 1, 1, 1, 2, 2), each concatenating 40 new channels to its input:
+  60 -> 260 channels;
+* a downsampling block (conv only, the channels shrink) to 130 at 1/8;
+* 8 EDA modules (dilations 2, 2, 4, 4, 8, 8, 16, 16): 130 -> 450 channels;
+* a 1x1 projection to the classes and a bilinear x8.
+
+An EDA module (C channels in, growth k = 40): 1x1 conv to k, BN, ReLU; 3x1 + 1x3 conv, BN,
+ReLU; the same pair dilated, BN, ReLU; spatial dropout 0.02; its k channels concatenated in
+front of the input (C + k out). The convolutions keep their biases, as in the authors' code.
+
+CPU cost (tools/model_stats.py, 360x480, 11 classes): 0.69 M parameters, 5.8 GFLOPs (ENet: 2.6), of which
+the 3x1/1x3 convolutions are dense (not depth-wise) and run oneDNN's fast kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rtseg.models import _layers as layers
+
+#: Three stride-2 stages: the network works on multiples of 8 internally.
+_STRIDE = 8
+
+
+class EDAModule(nn.Module):
+    """(N, C, H, W) -> (N, C + growth, H, W): ``growth`` new channels, then the input."""
+
+    def __init__(self, channels: int, dilation: int, growth: int = 40, dropout: float = 0.02) -> None:
+        super().__init__()
+        k, d = growth, dilation
+        self.branch = nn.Sequential(
+            nn.Conv2d(channels, k, 1), nn.BatchNorm2d(k), nn.ReLU(inplace=True),  # (N, k, H, W)
+            nn.Conv2d(k, k, (3, 1), padding=(1, 0)), nn.Conv2d(k, k, (1, 3), padding=(0, 1)),
+            nn.BatchNorm2d(k), nn.ReLU(inplace=True),
+            nn.Conv2d(k, k, (3, 1), padding=(d, 0), dilation=(d, 1)),
+            nn.Conv2d(k, k, (1, 3), padding=(0, d), dilation=(1, d)),
+            nn.BatchNorm2d(k), nn.ReLU(inplace=True),
+            nn.Dropout2d(dropout) if dropout > 0 else nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch(x), x], dim=1)
+
+
+def _dense_block(channels: int, dilations: tuple[int, ...], growth: int) -> nn.Sequential:
+    """EDA modules in sequence, each one ``growth`` channels wider at its input."""
+    return nn.Sequential(*[EDAModule(channels + i * growth, d, growth) for i, d in enumerate(dilations)])
+
+
+class EDANet(nn.Module):
+    """EDANet (https://arxiv.org/abs/1809.06323).
+
+    Args:
+        num_classes: output channels.
+        growth: channels each EDA module adds (the paper's k = 40).
+
+    Input (N, 3, H, W) of any size: zero-padded at the bottom and right to a multiple of 8 and
+    the logits cropped back, so the output is (N, num_classes, H, W). In training mode the
+    output is ``{"out": logits}``; in eval mode the logits tensor.
+    """
+
+    #: Dilations of the modules at 1/4 and at 1/8 resolution.
+    DILATIONS_1 = (1, 1, 1, 2, 2)
+    DILATIONS_2 = (2, 2, 4, 4, 8, 8, 16, 16)
+
+    def __init__(self, num_classes: int, growth: int = 40) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        wide_1 = 60 + len(self.DILATIONS_1) * growth  # 260
+        wide_2 = wide_1 // 2 + len(self.DILATIONS_2) * growth  # 450
+        self.features = nn.Sequential(
+            layers.Downsampler(3, 15),  # (N, 15, H/2, W/2)
+            layers.Downsampler(15, 60),  # (N, 60, H/4, W/4)
+            _dense_block(60, self.DILATIONS_1, growth),  # (N, 260, H/4, W/4)
+            layers.Downsampler(wide_1, wide_1 // 2),  # (N, 130, H/8, W/8)
+            _dense_block(wide_1 // 2, self.DILATIONS_2, growth),  # (N, 450, H/8, W/8)
+        )
+        self.classifier = nn.Conv2d(wide_2, num_classes, 1)  # (N, C, H/8, W/8)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # The authors' initialisation: conv weights N(0, 0.02), BN scales N(1, 0.02).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def pruning_ignored_layers(self) -> list[nn.Module]:
+        """Layers whose output channels filter pruning must keep: the classifier, the
+        downsamplers' convs and each EDA module's last conv (the channels the concatenations
+        pass on). The modules' inner convolutions are pruned."""
+        keep: list[nn.Module] = [self.classifier]
+        for m in self.modules():
+            if isinstance(m, layers.Downsampler):
+                keep.append(m.conv)
+            elif isinstance(m, EDAModule):
+                keep.append(m.branch[8])
+        return keep
+
+    def forward(self, x: torch.Tensor):
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, (-w) % _STRIDE, 0, (-h) % _STRIDE))  # (N, 3, H8, W8)
+        logits = layers.resize_to(self.classifier(self.features(x)), x.shape[-2:])[..., :h, :w]  # (N, C, H, W)
+        return {"out": logits} if self.training else logits
+
+
+def edanet(num_classes: int, growth: int = 40) -> EDANet:
+    """EDANet as in the paper (k = 40)."""
+    return EDANet(num_classes, growth=growth)
