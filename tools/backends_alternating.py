@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default="enet-camvid", help="checkpoint or shipped model (default enet-camvid)")
+    p.add_argument("--weights", default="enet-camvid",
+                   help="checkpoint, shipped model or .onnx file (default enet-camvid); several, comma-separated, "
+                        "alternate as the models do (for example two graph forms of one export)")
     p.add_argument("--models", default=None, metavar="NAME,...",
                    help="architectures with random weights (11 classes) instead of --weights: each model x backend "
                         "is one entry of the rotation")
@@ -41,16 +43,22 @@ def main() -> None:
     from rtseg.errors import RtsegError
     from rtseg.measure import bench_argv, machine_info, run_bench_process
 
-    entries = [(m, b) for m in (args.models.split(",") if args.models else [None]) for b in args.backends.split(",")]
-    keys = [f"{m}:{b}" if m else b for m, b in entries]
+    weights = args.weights.split(",")
+    if args.models:  # (model, weights): random weights of each architecture
+        sources = [(m, None) for m in args.models.split(",")]
+    else:
+        sources = [(None, w) for w in weights]
+    entries = [(m, w, b) for m, w in sources for b in args.backends.split(",")]
+    several = len(sources) > 1 or bool(args.models)
+    keys = [f"{m or Path(w).name}:{b}" if several else b for m, w, b in entries]
     rows: dict[str, list[dict]] = {k: [] for k in keys}
     refused: dict[str, str] = {}
     for run in range(args.runs):
         shift = run % len(entries)
-        for (model, backend), key in zip(entries[shift:] + entries[:shift], keys[shift:] + keys[:shift]):
+        for (model, source, backend), key in zip(entries[shift:] + entries[:shift], keys[shift:] + keys[:shift]):
             if key in refused:
                 continue
-            argv = bench_argv({"model": model, "weights": None if model else args.weights, "backend": backend,
+            argv = bench_argv({"model": model, "weights": source, "backend": backend,
                                "size": args.size.split("x"), "threads": args.threads, "iters": args.iters,
                                "calibrate": args.calibrate if "int8" in backend else None})
             try:

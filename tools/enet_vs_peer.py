@@ -7,7 +7,8 @@ Each variant is a network and a backend of ``rtseg bench``. Each run starts one 
 variant (the order rotates from run to run, so drift of a shared machine hits all alike); each
 times its network as ``rtseg bench`` does (:func:`rtseg.deploy.bench.time_network`: batch 1,
 random weights, 11 classes, BN folded, channels-last; ``torch-compile``: inductor with frozen
-weights; ``torch-bf16``: the same in bfloat16). The JSON has every run's medians, the median of
+weights; ``torch-bf16``: the same in bfloat16; ``onnxruntime``, ``opencv``, ``openvino``: exported
+for that runtime, as ``rtseg export --target`` writes it). The JSON has every run's medians, the median of
 the medians and each variant's speed-up over the first peer variant (its ms / the variant's),
 per run and overall. Time it with nothing else running on the machine.
 """
@@ -23,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = ("rtseg", "peer")
+#: rtseg bench backends that time a model as it is (the int8 ones need calibration frames).
+BACKENDS = ("torch", "torch-compile", "torch-bf16", "onnxruntime", "opencv", "openvino")
 
 
 def build(name: str):
@@ -73,7 +76,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per network (default 3)")
     parser.add_argument("--size", default="360x480", help="HxW (default 360x480)")
     parser.add_argument("--variants", default="rtseg:torch-compile,peer:torch-compile",
-                        help="NETWORK:BACKEND,... (networks rtseg, peer; backends torch, torch-compile, torch-bf16); "
+                        help="NETWORK:BACKEND,... (networks rtseg, peer; backends torch, torch-compile, torch-bf16, "
+                             "onnxruntime, opencv, openvino: exported for that runtime); "
                              "speed-ups are over the first peer variant (default rtseg:torch-compile,peer:torch-compile)")
     parser.add_argument("--backend", default="torch-compile", help=argparse.SUPPRESS)  # the child's
     parser.add_argument("--threads", type=int, default=2)
@@ -87,7 +91,7 @@ def main() -> None:
         return
     variants = [tuple(v.split(":", 1)) for v in args.variants.split(",")]
     bad = [":".join(v) for v in variants if len(v) != 2 or v[0] not in NETWORKS
-           or v[1] not in ("torch", "torch-compile", "torch-bf16")]
+           or v[1] not in BACKENDS]
     if bad or not any(v[0] == "peer" for v in variants):
         parser.error(f"--variants {args.variants}: expected NETWORK:BACKEND pairs with at least one peer one "
                      f"(not {', '.join(bad) or 'without a peer'})")
