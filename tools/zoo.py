@@ -33,6 +33,8 @@ PUBLISHED = {
     "pspnet50": "- (the paper's Cityscapes figures are for ResNet-101)",
     "bisenetv2": "CamVid test 72.4 at 124.5 FPS; Cityscapes test 72.6 (Yu et al. 2021)",
     "ddrnet23_slim": "CamVid test 74.7 at 230 FPS (Cityscapes pre-training); Cityscapes test 77.4 (Hong et al. 2021)",
+    "dabnet": "CamVid test 66.4 from scratch; Cityscapes test 70.1 at 104 FPS (Li et al. 2019)",
+    "edanet": "CamVid test 66.4 from scratch; Cityscapes test 67.3 at 108.7 FPS (Lo et al. 2019)",
     "pidnet_s": "CamVid test 80.1 at 153.7 FPS (Cityscapes pre-training); Cityscapes test 78.6 (Xu et al. 2023)",
 }
 
