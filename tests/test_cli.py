@@ -77,6 +77,9 @@ def test_bad_inputs_give_one_clear_line(enet_ckpt, tiny_camvid, tmp_path, capsys
     assert "not an ONNX file" in error(["bench", "--weights", str(junk), "--backend", "onnxruntime"])
     err = error(["train", "--config", str(REPO / "configs" / "enet_camvid.yaml"), "optim.lrate=1"])
     assert "unknown config key 'optim.lrate'" in err and "lr" in err
+    # An override right after --resume is an override, not the checkpoint's path.
+    err = error(["train", "--config", str(REPO / "configs" / "enet_camvid.yaml"), "--resume", "optim.lrate=1"])
+    assert "unknown config key 'optim.lrate'" in err
     assert "input not found: nowhere.png" in error(["predict", "nowhere.png", "--weights", str(enet_ckpt),
                                                     "--out", str(tmp_path / "o")])
     assert "--size '24by32'" in error(["export", "--weights", str(enet_ckpt), "--size", "24by32", "--out",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -28,6 +29,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rtseg.engine.train import train
 
-    summary = train(args.config, args.overrides, resume=args.resume or False, init_from=args.init_from)
+    resume, overrides = args.resume, list(args.overrides)
+    if isinstance(resume, str) and "=" in resume and not Path(resume).exists():
+        # `--resume KEY=VALUE ...`: argparse hands --resume's optional CKPT the first override.
+        resume, overrides = True, [resume, *overrides]
+    summary = train(args.config, overrides, resume=resume or False, init_from=args.init_from)
     print(json.dumps(summary, indent=2))
     return 0
