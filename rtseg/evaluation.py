@@ -28,7 +28,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
              full_res: bool = False, batch_size: int = 4, workers: int = 0, threads: int = 0,
              device: str = "auto", plots: str | Path | None = None,
              save_predictions: str | Path | None = None, json_path: str | Path | None = None,
-             progress: bool = True, tta: str = "none") -> dict:
+             progress: bool = True, tta: str = "none", runtime: str | None = None) -> dict:
     """Per-class IoU, mIoU (void ignored), pixel and mean class accuracy of ``weights`` (shipped
     name, checkpoint or ``.onnx``) on ``dataset``/``split``.
 
@@ -45,7 +45,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     Under torchrun each process scores every world_size-th batch and the confusion matrices
     are summed: the figures equal one process's to the last digit; rank 0 writes the files."""
     check_tta(tta)  # an unknown mode is an error before any work
-    loaded = load_weights(weights, threads=threads)
+    loaded = load_weights(weights, threads=threads, runtime=runtime)
     classes = loaded.classes
     resize = list(size) if size else loaded.train_resize
     net_size = loaded.fixed_size or (resize if full_res else None)

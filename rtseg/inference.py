@@ -226,13 +226,16 @@ def _read_checked(seg: Segmenter, path: Path) -> np.ndarray:
 
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "auto",
-               compile: bool = False, threads: int = 0, tta: str = "none", bf16: bool = False) -> Segmenter:
+               compile: bool = False, threads: int = 0, tta: str = "none", bf16: bool = False,
+               runtime: str | None = None) -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
     (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
     (CUDA when available), cpu or cuda; ONNX exports run on the CPU. ``compile``: see
     :class:`Segmenter`. ``threads``: intra-op threads (0 = library default). ``tta``: "flip" for
-    test-time flip averaging (never the default). ``bf16``: see :class:`Segmenter`."""
-    w = load_weights(weights, threads=threads)
+    test-time flip averaging (never the default). ``bf16``: see :class:`Segmenter`. ``runtime``:
+    what runs an ``.onnx`` file (onnxruntime by default, openvino, opencv; see
+    :func:`~rtseg.weights.load_weights`)."""
+    w = load_weights(weights, threads=threads, runtime=runtime)
     device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
     seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile, tta=tta,
                     bf16=bf16)
@@ -243,7 +246,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
             device: str = "auto", compile: bool = False, bf16: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
-            skip_existing: bool = False, progress: bool = True, tta: str = "none") -> dict:
+            skip_existing: bool = False, progress: bool = True, tta: str = "none", runtime: str | None = None) -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
@@ -266,7 +269,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         raise RtsegError("--gif needs every frame in one process: run without torchrun for a GIF")
     all_count = len(paths)
     paths = paths[info.rank::info.world_size]
-    seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta)
+    seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta, runtime=runtime)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")

@@ -1,5 +1,6 @@
-"""Run an exported ONNX model through ONNX Runtime with the interface of a PyTorch model, so
-``rtseg eval`` / ``predict`` / ``bench`` accept ``.onnx`` files (float or int8).
+"""Run an exported ONNX model with the interface of a PyTorch model, so ``rtseg eval`` /
+``predict`` / ``video`` / ``serve`` / ``bench`` accept ``.onnx`` files (float or int8), in ONNX
+Runtime (the default), OpenVINO or OpenCV DNN (:mod:`rtseg.onnx_runtimes`).
 
 It sits in the bottom layer, beside the checkpoint reader, because the one weights loader
 (:mod:`rtseg.weights`) opens ``.onnx`` files with it and ``deploy`` (export, bench) builds on
@@ -8,12 +9,14 @@ both."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rtseg.errors import CheckpointError
+from rtseg.onnx_runtimes import Runner, load_runner
 
 #: ONNX metadata keys written by ``rtseg export`` (JSON values).
 META_KEYS = ("rtseg_classes", "rtseg_normalization", "rtseg_input_size", "rtseg_model")
@@ -25,29 +28,17 @@ def metadata_from_checkpoint(ckpt: dict, input_size) -> dict:
             "rtseg_input_size": list(ckpt.get("input_size") or input_size), "rtseg_model": ckpt["model"]}
 
 
-def make_session(path: str | Path, threads: int = 0, optimization: str = "all"):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = {
-        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[optimization]
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise CheckpointError(f"cannot load ONNX model {path}: {e}") from None
-
-
 class OnnxSegmentationModel:
-    """Callable like an eval-mode model: (N, 3, H, W) float tensor -> (N, C, H, W) logits tensor."""
+    """Callable like an eval-mode model: (N, 3, H, W) float tensor -> (N, C, H, W) logits tensor.
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
+    ``runtime``: onnxruntime (default), openvino or opencv. OpenVINO plans its kernels for one
+    static shape, so a graph exported with dynamic sizes is compiled once per input shape met
+    (the newest few are kept), as ``--compile`` does in PyTorch."""
+
+    #: Compiled OpenVINO shapes kept for a dynamic graph (each holds its own buffers).
+    MAX_SHAPES = 4
+
+    def __init__(self, path: str | Path, threads: int = 0, runtime: str = "onnxruntime") -> None:
         try:
             import onnx
         except ImportError:  # pragma: no cover - depends on the install
@@ -66,12 +57,30 @@ class OnnxSegmentationModel:
             raise CheckpointError(f"{path} has no rtseg metadata ({', '.join(missing)}): export it with "
                                   "'rtseg export'")
         self.meta = {k: json.loads(meta[k]) for k in META_KEYS}
-        self.session = make_session(self.path, threads)
-        self.input_name = self.session.get_inputs()[0].name
-        self.outputs_classes = self.session.get_outputs()[0].name == "classes"
-        if self.outputs_classes:
+        if proto.graph.output[0].name == "classes":
             raise CheckpointError(f"{path} was exported with --argmax (class maps): evaluation and "
                                   "prediction need logits; export without --argmax")
+        dims = proto.graph.input[0].type.tensor_type.shape.dim  # [N, 3, H, W]
+        #: int for a static dimension, None for a dynamic one
+        self.input_shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        self.runtime, self.threads = runtime, threads
+        self._runners: dict[tuple[int, ...] | None, Runner] = {}
+        self._lock = threading.Lock()
+        # Load now, so a graph the runtime refuses fails here and not on the first frame. OpenVINO:
+        # compiled for one image when the export's size is static (the batch is always symbolic).
+        if runtime != "openvino":
+            self._runner(None)
+        elif all(self.input_shape[2:]):
+            self._runner((1, *self.input_shape[1:]))
+
+    def _runner(self, shape: tuple[int, ...] | None) -> Runner:
+        with self._lock:
+            run = self._runners.get(shape)
+            if run is None:
+                if len(self._runners) >= self.MAX_SHAPES:
+                    self._runners.pop(next(iter(self._runners)))
+                run = self._runners[shape] = load_runner(self.path, self.runtime, self.threads, shape)
+            return run
 
     def eval(self) -> OnnxSegmentationModel:
         return self
@@ -80,5 +89,6 @@ class OnnxSegmentationModel:
         return self
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(x.detach().cpu().float().numpy())})[0]
-        return torch.from_numpy(out)
+        a = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        shape = tuple(a.shape) if self.runtime == "openvino" else None
+        return torch.from_numpy(np.ascontiguousarray(self._runner(shape)(a)))

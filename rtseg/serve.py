@@ -535,9 +535,10 @@ def _add_error_handlers(app) -> None:
 
 
 def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = None, device: str = "auto",
-               compile: bool = False, threads: int = 0, workers: int = 1,
+               compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
                limits: ServeLimits | None = None, security: ServeSecurity | None = None):
-    """The FastAPI application around ``seg`` (or the model loaded from ``weights``).
+    """The FastAPI application around ``seg`` (or the model loaded from ``weights``; ``runtime``:
+    what runs an ``.onnx`` file, see :func:`~rtseg.weights.load_weights`).
     ``security`` defaults to a loopback server's: loopback Host names, same-origin pages, no key."""
     _require_serve_extra()
     from fastapi import FastAPI
@@ -546,7 +547,8 @@ def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = Non
 
     quiet_opencv()
     limits, security = limits or ServeLimits(), security or ServeSecurity()
-    seg = seg if seg is not None else load_model(weights, device=device, compile=compile, threads=threads)
+    seg = seg if seg is not None else load_model(weights, device=device, compile=compile, threads=threads,
+                                                          runtime=runtime)
     state = ServerState(seg, limits, security, workers)
     app = FastAPI(title="rtseg", version=__version__,
                   description="Real-time semantic segmentation of street scenes. POST an image to "
@@ -592,8 +594,8 @@ def security_for(host: str, allowed_hosts: list[str] | None = None, allowed_orig
 
 
 def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          compile: bool = False, threads: int = 0, workers: int = 1, limits: ServeLimits | None = None,
-          security: ServeSecurity | None = None, log_level: str = "info") -> None:
+          compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
+          limits: ServeLimits | None = None, security: ServeSecurity | None = None, log_level: str = "info") -> None:
     """Run the server until interrupted (``rtseg serve``). Binds to 127.0.0.1 unless told otherwise;
     ``security`` defaults to :func:`security_for` ``host``."""
     _require_serve_extra()
@@ -602,7 +604,7 @@ def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: i
     limits = limits or ServeLimits()
     security = security or security_for(host)
     check_address(host, port)  # a port in use is an error before the model loads, not after
-    app = create_app(weights=weights, device=device, compile=compile, threads=threads, workers=workers,
+    app = create_app(weights=weights, device=device, compile=compile, threads=threads, runtime=runtime, workers=workers,
                      limits=limits, security=security)
     # Frames up to twice the limit get a JSON error and the stream goes on; larger ones are
     # refused by the WebSocket protocol itself (close 1009) before they are held in memory.

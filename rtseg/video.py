@@ -359,7 +359,8 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
 
 
 def process_video(source: str, out: str | Path, weights: str | Path | None = None, *, device: str = "auto",
-                  compile: bool = False, bf16: bool = False, threads: int = 0, gif: str | Path | None = None,
+                  compile: bool = False, bf16: bool = False, threads: int = 0, runtime: str | None = None,
+                  gif: str | Path | None = None,
                   alpha: float = 0.5,
                   fps: float | None = None, labels_only: bool = False, batch: int | None = None,
                   progress: bool = True, on_ready=None) -> dict:
@@ -373,7 +374,7 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
         raise RtsegError(f"--batch {batch}: expected 1 or more")
     frames = open_source(str(source), fps=fps)  # fails before any work on a bad input
     check_output(Path(out), labels_only)
-    seg = load_model(weights, device=device, compile=compile, bf16=bf16, threads=threads)
+    seg = load_model(weights, device=device, compile=compile, bf16=bf16, threads=threads, runtime=runtime)
     if on_ready is not None:
         on_ready(seg)
     return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=progress, labels_only=labels_only,

@@ -22,6 +22,7 @@ from rtseg.datasets.classes import ClassTable
 from rtseg.errors import CheckpointError
 from rtseg.models import INIT_ONLY_ARGS, create_model
 from rtseg.models.pruned import shrink_to_state_dict
+from rtseg.onnx_runtimes import RUNTIMES
 from rtseg.runtime import set_threads
 
 
@@ -86,21 +87,30 @@ class LoadedWeights:
         return self.model
 
 
-def load_weights(weights: str | Path | None = None, threads: int = 0) -> LoadedWeights:
+def load_weights(weights: str | Path | None = None, threads: int = 0, runtime: str | None = None) -> LoadedWeights:
     """A shipped model name (None = default), an rtseg checkpoint path or an ``.onnx`` export.
-    ``threads``: torch / ONNX Runtime intra-op threads (0 = library default)."""
+    ``threads``: torch / ONNX runtime intra-op threads (0 = library default). ``runtime``: what
+    runs an ``.onnx`` file: onnxruntime (None: the default), openvino or opencv; PyTorch weights
+    run in PyTorch, so naming a runtime for them is an error."""
     set_threads(threads)
+    if runtime is not None and runtime not in RUNTIMES:
+        raise CheckpointError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     if weights is not None and str(weights).lower().endswith(".onnx"):
         from rtseg.onnx_model import OnnxSegmentationModel
 
-        onnx_model = OnnxSegmentationModel(weights, threads=threads)
+        runtime = runtime or "onnxruntime"
+        onnx_model = OnnxSegmentationModel(weights, threads=threads, runtime=runtime)
         meta = onnx_model.meta
-        shape = onnx_model.session.get_inputs()[0].shape  # [N, 3, H, W]; str entries are dynamic
-        fixed = [int(v) for v in shape[2:]] if all(isinstance(v, int) for v in shape[2:]) else None
+        hw = onnx_model.input_shape[2:]  # None entries are dynamic
+        fixed = list(hw) if all(hw) else None
+        engine = "onnx" if runtime == "onnxruntime" else f"onnx, {runtime}"
         return LoadedWeights(onnx_model, ClassTable.from_dict(meta["rtseg_classes"]),
                              tuple(meta["rtseg_normalization"]["mean"]), tuple(meta["rtseg_normalization"]["std"]),
-                             meta["rtseg_input_size"], None, fixed, f"{meta['rtseg_model']['name']} (onnx)",
+                             meta["rtseg_input_size"], None, fixed, f"{meta['rtseg_model']['name']} ({engine})",
                              str(weights), None)
+    if runtime is not None:
+        raise CheckpointError(f"--runtime {runtime}: runs exported .onnx files; {weights or 'enet-camvid'} is PyTorch "
+                              f"weights (export it first: rtseg export --target {runtime} --out model.onnx)")
     ckpt = load_checkpoint(weights)
     model = model_from_checkpoint(ckpt)
     resize = ((ckpt.get("config") or {}).get("data") or {}).get("resize")

@@ -17,9 +17,9 @@ import rtseg
 from conftest import trained_like
 from rtseg.deploy.bench import time_network
 from rtseg.deploy.export import MIN_PIXEL_AGREEMENT, export_onnx
-from rtseg.deploy.runtimes import RuntimeRefusal, available, load_runner
 from rtseg.errors import RtsegError
 from rtseg.models import create_model
+from rtseg.onnx_runtimes import RuntimeRefusal, available, load_runner
 
 SIZE = (48, 64)  # (H, W): a multiple of 8, as ENet's unpooling needs
 
@@ -161,3 +161,51 @@ def test_openvino_refuses_other_pooling_with_indices_in_one_line(tmp_path):
     with pytest.raises(RtsegError, match=r"^--target openvino writes max-pooling with indices for 2x2 windows "
                                          r"of stride 2 without padding only; this model pools with kernel "):
         export_onnx(_PoolUnpool(kernel=3, padding=1), tmp_path / "p.onnx", (8, 12), target="openvino", check=False)
+
+
+needs_openvino = pytest.mark.skipif(not available("openvino"), reason="OpenVINO is not installed: "
+                                    "pip install 'rtseg[openvino]'")
+
+
+@pytest.mark.parametrize("runtime", ["opencv", pytest.param("openvino", marks=needs_openvino)])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_predict_and_eval_run_an_export_in_its_runtime_as_pytorch_does(enet_ckpt_bn, tiny_camvid, tmp_path,
+                                                                        runtime, dynamic):
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = tmp_path / "enet.onnx"
+    rtseg.export(enet_ckpt_bn, out, size=(24, 32), target=runtime, dynamic=dynamic)
+    reference, seg = rtseg.load_model(enet_ckpt_bn, device="cpu"), rtseg.load_model(out, runtime=runtime)
+    assert seg.name == f"enet (onnx, {runtime})" and seg.fixed_size == (None if dynamic else [24, 32])
+    rng = np.random.default_rng(0)
+    # Server worker threads at once (OpenVINO: a request per thread; OpenCV: one pass at a time).
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(24, 32)] * 6 + [(48, 64)] * 2]
+    with ThreadPoolExecutor(4) as pool:
+        masks = list(pool.map(seg.predict, images))
+    for image, mask in zip(images, masks):
+        assert mask.shape == image.shape[:2] and (mask == reference.predict(image)).mean() >= 0.99
+    if dynamic:  # the network at another size (the Segmenter resizes frames to the training size)
+        assert seg.model(torch.zeros(2, 3, 48, 64)).shape == (2, 11, 48, 64)
+        assert len(seg.model._runners) == (2 if runtime == "openvino" else 1)  # OpenVINO: one per shape met
+    scores = [rtseg.evaluate(w, "camvid", "val", data_root=tiny_camvid, progress=False, runtime=r)["miou"]
+              for w, r in [(enet_ckpt_bn, None), (out, runtime)]]
+    assert scores[1] == pytest.approx(scores[0], abs=0.01)
+
+
+def test_a_runtime_for_pytorch_weights_or_an_unknown_one_is_a_one_line_error(enet_ckpt, tmp_path, capsys):
+    from rtseg.cli import main
+    from rtseg.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"^--runtime openvino: runs exported \.onnx files; .*enet\.pt is "
+                                              r"PyTorch weights \(export it first: rtseg export --target openvino"):
+        rtseg.load_model(enet_ckpt, runtime="openvino")
+    with pytest.raises(CheckpointError, match=r"^--runtime 'tensorrt': expected one of onnxruntime, opencv, openvino$"):
+        rtseg.load_model(tmp_path / "m.onnx", runtime="tensorrt")
+    image = tmp_path / "in.png"
+    from conftest import save_png
+
+    save_png(image, np.zeros((24, 32, 3), np.uint8))
+    assert main(["predict", str(image), "--weights", str(enet_ckpt), "--runtime", "opencv",
+                 "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rtseg predict: error: --runtime opencv: runs exported .onnx files")

@@ -43,7 +43,8 @@ def main() -> None:
     import rtseg
     from rtseg.deploy.export import compare, export_onnx
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
-    from rtseg.onnx_model import make_session, metadata_from_checkpoint
+    from rtseg.onnx_model import metadata_from_checkpoint
+    from rtseg.onnx_runtimes import make_session
     from rtseg.weights import load_weights
 
     torch.set_num_threads(args.threads)

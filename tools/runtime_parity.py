@@ -81,8 +81,8 @@ def main() -> None:
     import cv2
     import torch
 
-    from rtseg.deploy.runtimes import load_runner, version
     from rtseg.inference import load_model
+    from rtseg.onnx_runtimes import load_runner, version
     from rtseg.weights import load_weights
 
     seg = load_model(args.weights, device="cpu")

@@ -27,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     options.add_threads(p)
+    options.add_runtime(p)
     options.add_device(p)
     p.set_defaults(func=run)
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     r = evaluate(args.weights, args.dataset, args.split, data_root=args.data_root,
                  size=options.parse_size(args.size), full_res=args.full_res, batch_size=args.batch_size,
-                 workers=args.workers, threads=args.threads, device=args.device, plots=args.plots,
+                 workers=args.workers, threads=args.threads, runtime=args.runtime, device=args.device, plots=args.plots,
                  save_predictions=args.save_predictions, json_path=args.json, tta=args.tta)
     print(f"{args.dataset} {args.split}: {r['num_images']} images")
     width = max(len(n) for n in r["per_class_iou"])

@@ -42,7 +42,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rtseg.deploy.export import export
-    from rtseg.deploy.runtimes import NAMES
+    from rtseg.onnx_runtimes import NAMES
 
     report = export(args.weights, args.out, format=args.format, size=options.parse_size(args.size),
                     dynamic=args.dynamic, argmax=args.argmax, int8=args.int8, calibrate=args.calibrate,

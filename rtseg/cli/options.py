@@ -26,11 +26,18 @@ def add_threads(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for the network (default 0: the library default, one per core)")
 
 
+def add_runtime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", default=None, choices=["onnxruntime", "openvino", "opencv"],
+                   help="what runs an exported .onnx file (default onnxruntime); export it for the runtime "
+                        "(rtseg export --target RUNTIME); PyTorch weights run in PyTorch")
+
+
 def add_inference(p: argparse.ArgumentParser, unit: str) -> None:
-    """How images go through the network: --alpha, --device, --threads, --compile, --bf16."""
+    """How images go through the network: --alpha, --device, --threads, --runtime, --compile, --bf16."""
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     add_device(p)
     add_threads(p)
+    add_runtime(p)
     p.add_argument("--compile", action="store_true",
                    help=f"torch.compile the network (PyTorch weights): faster per {unit} after a one-off "
                         f"compilation of 15-40 s per input size; for many {unit}s of one size")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.compile:
         print("--compile: the first image of each size compiles the network (15-40 s on a small CPU)", flush=True)
-    r = predict(args.inputs, args.out, args.weights, device=args.device, compile=args.compile, threads=args.threads,
+    r = predict(args.inputs, args.out, args.weights, device=args.device, compile=args.compile, threads=args.threads, runtime=args.runtime,
                 bf16=args.bf16, alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
                 skip_existing=args.skip_existing, tta=args.tta)
     skipped = f", {r['skipped']} already there" if r["skipped"] else ""

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             print("--compile: compiling the network on the first frame (15-40 s on a small CPU)", flush=True)
 
     stats = process_video(args.input, args.out, args.weights, device=args.device, compile=args.compile,
-                          bf16=args.bf16, threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps,
+                          bf16=args.bf16, threads=args.threads, runtime=args.runtime, gif=args.gif, alpha=args.alpha, fps=args.fps,
                           labels_only=args.labels_only, batch=args.batch, on_ready=announce)
     n = stats["frames_out"]
     what = "class-index PNGs" if stats["labels_only"] else f"frames at {stats['source_fps']:.1f} fps"

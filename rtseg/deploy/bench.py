@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtseg.deploy.runtimes import RUNTIMES, load_runner
 from rtseg.errors import RtsegError
 
 # count_flops / count_params / machine_info live beside the models and in rtseg.measure; the names
 # stay importable from here for existing callers (tests/test_models.py, tools/serve_load.py).
 from rtseg.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process, time_calls
 from rtseg.models.stats import count_flops, count_params
+from rtseg.onnx_runtimes import RUNTIMES, load_runner
 
 __all__ = ["BACKENDS", "BENCH_SUITE", "bench_markdown", "benchmark_inference", "benchmark_suite", "count_flops",
            "count_params", "machine_info", "time_network"]

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from rtseg.deploy.onnx_graph import compact_names, strip_debug_info
-from rtseg.deploy.runtimes import NAMES, RUNTIMES, load_runner, version
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_path, atomic_write_text
 from rtseg.models.fold import fold_batchnorm, prelu_as_max
+from rtseg.onnx_runtimes import NAMES, RUNTIMES, load_runner, version
 
 OPSET = 18
 #: A float export must agree with PyTorch on (nearly) every pixel: anything else is a bug.
@@ -210,7 +210,7 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ar
     """Export ``model`` to ONNX at ``size`` = (H, W) in ``target``'s graph form (:data:`TARGETS`),
     then run it in that runtime against PyTorch (the un-folded model) and fail if they diverge
     (:class:`ExportMismatchError`), or if the runtime cannot load or run it
-    (:class:`~rtseg.deploy.runtimes.RuntimeRefusal`, with the runtime's reason). Returns a report
+    (:class:`~rtseg.onnx_runtimes.RuntimeRefusal`, with the runtime's reason). Returns a report
     dict."""
     try:
         import onnx
@@ -339,7 +339,7 @@ def _export_int8(model: nn.Module, out: Path, size: tuple[int, int], meta: dict,
     import tempfile
 
     from rtseg.deploy.quantize import calibration_frames, parse_calibration, quantize_int8
-    from rtseg.onnx_model import make_session
+    from rtseg.onnx_runtimes import make_session
 
     dataset, split, n = parse_calibration(calibrate)
     frames = calibration_frames(dataset, split, n, size, mean, std, data_root)

@@ -1,15 +1,20 @@
-"""The runtimes an exported ONNX graph is checked and timed in: ONNX Runtime, OpenCV DNN and
-OpenVINO, each behind one calling convention, ``run(x: np.ndarray (N, 3, H, W) float32) ->
-np.ndarray`` (logits (N, C, H, W), or (N, H, W) classes for an ``--argmax`` export)."""
+"""The runtimes an exported ONNX graph runs in: ONNX Runtime, OpenCV DNN and OpenVINO, each
+behind one calling convention, ``run(x: np.ndarray (N, 3, H, W) float32) -> np.ndarray``
+(logits (N, C, H, W), or (N, H, W) classes for an ``--argmax`` export).
+
+The bottom layer, beside the checkpoint reader: the weights loader (``rtseg predict / video /
+eval / serve --runtime``) runs ``.onnx`` files through it, and ``deploy`` checks and times
+exports with it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from rtseg.errors import RtsegError
+from rtseg.errors import CheckpointError, RtsegError
 
 RUNTIMES = ("onnxruntime", "opencv", "openvino")
 NAMES = {"onnxruntime": "ONNX Runtime", "opencv": "OpenCV DNN", "openvino": "OpenVINO"}
@@ -66,9 +71,27 @@ def _guard(runtime: str, path: Path, action: str, fn):
         raise RuntimeRefusal(f"{NAMES[runtime]} {version(runtime)} cannot {action} {path.name}: {_reason(e)}") from None
 
 
-def _onnxruntime(path: Path, threads: int, input_shape) -> Runner:
-    from rtseg.onnx_model import make_session
+def make_session(path: str | Path, threads: int = 0, optimization: str = "all"):
+    """An ONNX Runtime CPU session (``threads``: intra-op threads, 0 = its default)."""
+    import onnxruntime as ort
 
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise CheckpointError(f"cannot load ONNX model {path}: {e}") from None
+
+
+def _onnxruntime(path: Path, threads: int, input_shape) -> Runner:
     session = make_session(path, threads)
     name = session.get_inputs()[0].name
     return lambda a: session.run(None, {name: a})[0]
@@ -80,10 +103,12 @@ def _opencv(path: Path, threads: int, input_shape) -> Runner:
     if threads > 0:
         cv2.setNumThreads(threads)  # process-wide, as OpenCV's thread pool is
     net = cv2.dnn.readNetFromONNX(str(path))  # OpenCV's own CPU backend, its default
+    lock = threading.Lock()  # a Net holds its input and activations: one forward pass at a time
 
     def run(a: np.ndarray) -> np.ndarray:
-        net.setInput(np.ascontiguousarray(a))
-        return net.forward()
+        with lock:
+            net.setInput(np.ascontiguousarray(a))
+            return net.forward()
 
     return run
 
@@ -101,7 +126,16 @@ def _openvino(path: Path, threads: int, input_shape) -> Runner:
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(model, "CPU", config)
-    return lambda a: compiled(a)[0]
+    # compiled(a) shares one infer request between callers; a request per thread lets server
+    # worker threads run the network at once.
+    local = threading.local()
+
+    def run(a: np.ndarray) -> np.ndarray:
+        if not hasattr(local, "request"):
+            local.request = compiled.create_infer_request()
+        return local.request.infer(a)[0]
+
+    return run
 
 
 _LOADERS = {"onnxruntime": _onnxruntime, "opencv": _opencv, "openvino": _openvino}
