@@ -49,8 +49,8 @@ bench-serve: install
 	$(PY) -m tools.serve_load --requests 200 --concurrency 16 --json bench/serve_load.json
 	$(PY) -m tools.serve_load --requests 5000 --concurrency 8 --json bench/serve_soak.json
 
-# docs/model_zoo.md and its plot; measures CPU latency for models missing from bench/zoo_latency.json
-# (python tools/zoo.py --measure re-measures all).
+# docs/model_zoo.md and its plot from bench/zoo_latency.json (models missing from it show "-";
+# python tools/zoo.py --measure re-measures all on this CPU, --only M ... some).
 zoo: install
 	$(PY) tools/zoo.py
 

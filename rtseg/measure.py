@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from rtseg.errors import RtsegError
+from rtseg.runtime import cpu_flags
 
 
 def reset_peak_rss() -> None:
@@ -63,8 +64,8 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "isa": [name for name, on in cpu_flags().items() if on],
+            "python": platform.python_version(), "torch": torch.__version__}
     for package in _RUNTIME_PACKAGES:
         try:
             info[package] = __import__(package).__version__

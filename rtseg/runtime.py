@@ -96,17 +96,31 @@ def check_bf16_support(what: str) -> None:
                          "emulated and slower than float32; use torch-compile or torch-int8")
 
 
+#: The x86 instruction sets that decide which CPU kernels run fast: ``avx2`` (oneDNN's int8
+#: minimum), ``avx512f``, ``avx512_vnni`` / ``avx_vnni`` (u8 x s8 dot products in one
+#: instruction), ``avx512_bf16`` and ``amx_*`` (native bfloat16, tile matrix multiply).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
 @cache
+def cpu_flags() -> dict[str, bool]:
+    """:data:`CPU_FLAGS` from the kernel's CPU flags (Linux; all False elsewhere). Every
+    benchmark's machine record carries them: timings from CPUs with and without them differ
+    2-4x (docs/deployment_runtimes.md)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return {name: name in flags for name in CPU_FLAGS}
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where oneDNN's bf16
     convolutions run about twice as fast as float32. Elsewhere bf16 is emulated and slower."""
-    # The kernel's CPU flags (Linux). torch's own mkldnn bf16 check is also true on AVX-512 CPUs
-    # that only emulate bf16, where autocast makes training slower.
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    # torch's own mkldnn bf16 check is also true on AVX-512 CPUs that only emulate bf16, where
+    # autocast makes training slower.
+    f = cpu_flags()
+    return f["avx512_bf16"] or f["amx_bf16"]
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:

@@ -4,7 +4,9 @@
 
 Sizes come from ``rtseg.model_table()``; CPU latency from ``bench/zoo_latency.json`` (``--measure``
 refreshes it: ``rtseg.benchmark`` per model and backend, fresh processes, median of the run
-medians; models missing from the file are always measured); our training results from
+medians; ``--only M ...`` measures those; a model missing from the file shows "-" rather than a
+figure from another CPU beside the others); the same-run comparisons of the small networks from
+SAME_RUN (``tools/backends_alternating.py`` outputs); our training results from
 ``bench/zoo_trained.json`` (each entry holds the commands that produced it); the papers' figures
 from PUBLISHED below, labelled as published.
 """
@@ -37,6 +39,10 @@ PUBLISHED = {
     "edanet": "CamVid test 66.4 from scratch; Cityscapes test 67.3 at 108.7 FPS (Lo et al. 2019)",
     "pidnet_s": "CamVid test 80.1 at 153.7 FPS (Cityscapes pre-training); Cityscapes test 78.6 (Xu et al. 2023)",
 }
+
+#: Same-run latency comparisons (tools/backends_alternating.py --json), the figures that decide
+#: what ships: every model timed in one run, alternating, training stopped.
+SAME_RUN = ("bench/candidates_latency_avx2.json", "bench/edanet_vs_enet_latency_avx2.json")
 
 #: (backends, iterations, runs) per model for --measure: the heavy networks once, eager only.
 HEAVY = {"fcn8s", "pspnet50", "icnet"}
@@ -76,7 +82,9 @@ def build() -> None:
              "## Architectures", "",
              f"Inference parameters (auxiliary heads left out) and GFLOPs (a multiply-add counts 2) for 11 classes; "
              f"CPU latency at 480x360, batch 1, 2 threads, median of fresh-process runs "
-             f"(`rtseg bench --model M --backend B --threads 2 --runs N`) on {machine.get('cpu', 'this CPU')}.", "",
+             f"(`rtseg bench --model M --backend B --threads 2 --runs N`) on {machine.get('cpu', 'this CPU')}; `-`: a model "
+             f"added after that CPU was lent (`python tools/zoo.py --only M` measures it, on the CPU you have: the "
+             f"same-run comparisons below the table are the ones to compare).", "",
              "| model | params (M) | GFLOPs 360x480 | GFLOPs 1024x2048 | CPU ms (torch) | CPU ms (onnxruntime) | "
              "shipped | published (mIoU %) |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
@@ -85,7 +93,7 @@ def build() -> None:
         ms = {b: f"{lat[b]['median_ms']:.1f}" if b in lat else "-" for b in ("torch", "onnxruntime")}
         lines.append(f"| `{name}` | {r['params'] / 1e6:.2f} | {r['gflops_360x480']:.2f} | {r['gflops_1024x2048']:.1f} | "
                      f"{ms['torch']} | {ms['onnxruntime']} | {', '.join(r['shipped']) or '-'} | {PUBLISHED[name]} |")
-    lines += ["", "## Trained on CamVid here (from scratch)", "",
+    lines += ["", *same_run_lines(), "## Trained on CamVid here (from scratch)", "",
               "Val is CamVid's val split (sequence 0016E5, which train also covers: it flatters). *Held out* is "
               "a whole sequence kept out of training (0006R0, 101 frames: `--split train/0006R0` after training on "
               "`train/-0006R0`), the better guide to unseen streets. Train time: the sum of the epochs' training "
@@ -97,8 +105,9 @@ def build() -> None:
         lat = latency.get(t["model"], {}).get("torch", {}).get("median_ms")
         held = f"{t['heldout_miou']:.1f}" if t.get("heldout_miou") is not None else "-"
         minutes = f"{t['train_minutes']:.0f} min ({t.get('threads', 1)})" if t.get("train_minutes") else "-"
+        val = f"{t['val_miou']:.1f}" if t.get("val_miou") is not None else "-"
         lines.append(f"| `{t.get('label', t['model'])}` | `{t['recipe']}` | {t['epochs']} | {minutes} | "
-                     f"{t['val_miou']:.1f} | {held} | {lat if lat else '-'} |")
+                     f"{val} | {held} | {lat if lat else '-'} |")
     lines += ["", "Commands:", ""]
     for t in trained:
         lines += [f"- `{t.get('label', t['model'])}` ({t['note']}):", "", "  ```bash", *[f"  {c}" for c in t["commands"]], "  ```", ""]
@@ -106,6 +115,22 @@ def build() -> None:
     DOC.write_text("\n".join(lines))
     plot(trained, latency)
     print(f"wrote {DOC.relative_to(REPO)} and {PLOT.relative_to(REPO)}")
+
+
+def same_run_lines() -> list[str]:
+    """A paragraph per SAME_RUN file: each model's best backend and its ratio to ENet's."""
+    lines = []
+    for rel in SAME_RUN:
+        data = json.loads((REPO / rel).read_text())
+        best: dict[str, tuple[float, str]] = {}
+        for key, row in data["backends"].items():
+            model, backend = key.split(":", 1)
+            best[model] = min(best.get(model, (float("inf"), "")), (row["median_ms"], backend))
+        isa = ", ".join(data["machine"].get("isa", ["ISA not recorded"]))
+        figures = "; ".join(f"`{m}` {ms:.1f} ms ({b}, {ms / best['enet'][0]:.2f}x ENet)" for m, (ms, b) in best.items())
+        lines += [f"Same run, best backend each ({data['size']}, {data['threads']} threads, {data['runs']} runs "
+                  f"alternating, training stopped; {data['machine']['cpu']}, {isa}; `{rel}`): {figures}.", ""]
+    return lines
 
 
 def _place_labels(ax, points: list[tuple[float, float, str]], min_dy: float) -> None:
@@ -137,8 +162,9 @@ def plot(trained: list[dict], latency: dict) -> None:
             continue
         colour = colours[i % len(colours)]
         label = f"{t.get('label', t['model'])} ({t['epochs']} ep)"
-        ax_val.scatter(ms, t["val_miou"], s=55, color=colour)
-        val_points.append((ms, t["val_miou"], label))
+        if t.get("val_miou") is not None:
+            ax_val.scatter(ms, t["val_miou"], s=55, color=colour)
+            val_points.append((ms, t["val_miou"], label))
         if t.get("heldout_miou") is not None:
             ax_held.scatter(ms, t["heldout_miou"], s=55, color=colour, marker="D")
             held_points.append((ms, t["heldout_miou"], label))
@@ -164,8 +190,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import rtseg
 
-    have = json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}
-    todo = args.only or (rtseg.list_models() if args.measure else [m for m in rtseg.list_models() if m not in have])
+    todo = args.only or (rtseg.list_models() if args.measure else [])
     if todo:
         measure(todo)
     build()

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rtseg.errors import RtsegError
+from rtseg.runtime import cpu_flags
 
 #: Where torchao comes from (the error for a missing one says so).
 INSTALL = "pip install 'rtseg[int8]'"
@@ -31,17 +32,11 @@ INSTALL = "pip install 'rtseg[int8]'"
 OBSERVERS = ("mean", "minmax", "histogram")
 
 
-@cache
 def cpu_int8_flags() -> dict:
-    """The x86 instruction sets oneDNN's int8 kernels use, from the kernel's CPU flags (Linux):
+    """The x86 instruction sets oneDNN's int8 kernels use (:func:`rtseg.runtime.cpu_flags`):
     ``avx2`` (the minimum), ``avx512_vnni`` / ``avx_vnni`` (u8 x s8 dot products in one
     instruction) and ``amx_int8`` (tile matrix multiply)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        flags = set()
-    names = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
-    return {name: name in flags for name in names}
+    return cpu_flags()
 
 
 def has_vnni() -> bool:
