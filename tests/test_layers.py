@@ -17,7 +17,7 @@ LAYERS = [
     # 0: the bottom: no rtseg module above these
     ("rtseg._version", "rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.distributed", "rtseg.config",
      "rtseg.datasets", "rtseg.metrics", "rtseg.checkpoint", "rtseg.models", "rtseg.class_weights",
-     "rtseg.visualize", "rtseg.measure", "rtseg.onnx_model", "rtseg.weights"),
+     "rtseg.visualize", "rtseg.measure", "rtseg.onnx_runtimes", "rtseg.onnx_model", "rtseg.weights"),
     # 1: engine and deploy (the one weights loader they share is below them), and rtseg.bench,
     # which fronts the inference (deploy) and training (engine) benchmarks
     ("rtseg.engine", "rtseg.deploy", "rtseg.compress", "rtseg.zoo", "rtseg.bench"),
