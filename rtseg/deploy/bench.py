@@ -218,9 +218,9 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
     result = time_network(model, tuple(size), backend, threads, iters=iters, end_to_end=end_to_end,
                           calibration=calibration, metadata=meta, onnx_file=onnx_file)
     if backend in INT8_BACKENDS:  # which int8 instructions the figures come from
-        from rtseg.deploy.pt2e import cpu_int8_flags
+        from rtseg.runtime import cpu_flags
 
-        result["cpu_int8_flags"] = cpu_int8_flags()
+        result["cpu_int8_flags"] = cpu_flags()
     return {"model": model_name, "weights": weights, **result, "machine": machine_info()}
 
 

@@ -32,15 +32,8 @@ INSTALL = "pip install 'rtseg[int8]'"
 OBSERVERS = ("mean", "minmax", "histogram")
 
 
-def cpu_int8_flags() -> dict:
-    """The x86 instruction sets oneDNN's int8 kernels use (:func:`rtseg.runtime.cpu_flags`):
-    ``avx2`` (the minimum), ``avx512_vnni`` / ``avx_vnni`` (u8 x s8 dot products in one
-    instruction) and ``amx_int8`` (tile matrix multiply)."""
-    return cpu_flags()
-
-
 def has_vnni() -> bool:
-    f = cpu_int8_flags()
+    f = cpu_flags()  # oneDNN int8: avx2 the minimum, VNNI / AMX one-instruction dot products
     return f["avx512_vnni"] or f["avx_vnni"] or f["amx_int8"]
 
 
@@ -53,7 +46,7 @@ def check_support(option: str = "--backend torch-int8") -> None:
     if not torch.backends.mkldnn.is_available():
         raise RtsegError(f"{option}: this torch {torch.__version__} is built without oneDNN (mkldnn); "
                          "use --backend onnxruntime-int8")
-    if Path("/proc/cpuinfo").is_file() and not cpu_int8_flags()["avx2"]:
+    if Path("/proc/cpuinfo").is_file() and not cpu_flags()["avx2"]:
         raise RtsegError(f"{option}: needs a CPU with AVX2 at least (oneDNN int8), this one has none; "
                          "use --backend onnxruntime-int8")
     try:
