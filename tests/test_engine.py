@@ -118,6 +118,11 @@ def test_pruned_model_fine_tunes_with_init_from(trained, few_camvid, tmp_path):
     small = load_checkpoint(pruned)
     assert {k: v.shape for k, v in best["state_dict"].items()} == {k: v.shape for k, v in small["state_dict"].items()}
     assert rtseg.evaluate(tmp_path / "ft" / "best.pt", "camvid", data_root=few_camvid)["num_images"] == 2
+    # --resume alone continues it: the smaller layers come from last.pt, not from the recipe's builder.
+    resumed = fit(_cfg(few_camvid, tmp_path / "ft", "schedule.epochs=2"), resume=True)
+    assert resumed["epochs"] == 2
+    last = load_checkpoint(tmp_path / "ft" / "last.pt")
+    assert last["model"]["pruned"] and last["train_state"]["epoch"] == 2
 
 
 def test_iterative_pruning_fine_tunes_between_steps(trained, few_camvid, tmp_path):

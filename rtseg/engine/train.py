@@ -305,7 +305,8 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
 
     ``resume``: True continues from ``<out_dir>/last.pt``, a path from that checkpoint; model,
     weight average, optimiser, scheduler, epoch and RNG state are restored, so the run continues
-    exactly. ``init_from``: start from the weights (and architecture) of another rtseg checkpoint.
+    exactly (a pruned network's smaller layers are rebuilt from that checkpoint). ``init_from``:
+    start from the weights (and architecture) of another rtseg checkpoint.
 
     Under torchrun (see :mod:`rtseg.distributed`) every process trains a DDP replica on
     its share of each epoch (``DistributedSampler``, reshuffled per epoch; ``data.batch_size`` is
@@ -315,6 +316,8 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     """
     dist_info, device, run_dir = _setup(cfg)
     resume_path = _resume_path(resume, run_dir) if resume else None
+    if resume_path is not None and init_from is None and load_checkpoint(resume_path)["model"].get("pruned"):
+        init_from = resume_path  # a pruned network's layers are smaller than the recipe builds: its own checkpoint rebuilds them
     seed_everything(cfg.run.seed)  # the same everywhere: every process builds the same network
     loaders = build_loaders(cfg, dist_info, device)
     model, spec = build_model(cfg, loaders.classes, init_from)

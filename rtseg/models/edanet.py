@@ -100,16 +100,12 @@ class EDANet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def pruning_ignored_layers(self) -> list[nn.Module]:
-        """Layers whose output channels filter pruning must keep: the classifier, the
-        downsamplers' convs and each EDA module's last conv (the channels the concatenations
-        pass on). The modules' inner convolutions are pruned."""
-        keep: list[nn.Module] = [self.classifier]
-        for m in self.modules():
-            if isinstance(m, layers.Downsampler):
-                keep.append(m.conv)
-            elif isinstance(m, EDAModule):
-                keep.append(m.branch[8])
-        return keep
+        """Layers whose output channels filter pruning must keep: the classifier alone.
+        torch-pruning's dependency graph follows the concatenations, so a module's new
+        channels, a downsampler's (conv and pooled) and every module's inner convolutions
+        all shrink: pruning ratio r everywhere is EDANet at width 1 - r (growth 40 -> 30 at
+        0.25; 5.8 -> 3.3 GFLOPs at 360x480)."""
+        return [self.classifier]
 
     def forward(self, x: torch.Tensor):
         h, w = x.shape[-2:]
