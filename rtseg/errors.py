@@ -33,3 +33,7 @@ class CheckpointError(RtsegError, ValueError):
 
 class WeightsUnavailableError(RtsegError, RuntimeError):
     """Pretrained weights could not be downloaded (offline) and no local file was given."""
+
+
+class TrainingDivergedError(RtsegError, FloatingPointError):
+    """The training loss became NaN or infinite: the run stops; last.pt keeps the last epoch."""

@@ -123,6 +123,20 @@ def cpu_has_native_bf16() -> bool:
     return f["avx512_bf16"] or f["amx_bf16"]
 
 
+def bf16_channels_last_unsafe_convs(model: nn.Module) -> list[str]:
+    """Names of the convolutions in ``model`` whose bfloat16 weight gradient oneDNN gets wrong
+    in channels-last: dilated, not grouped, with a channel count that is not a multiple of 16.
+
+    Measured with torch 2.14.1 on an AVX512-BF16 CPU (a (3, 1) convolution, 8x30x40 input,
+    autocast bf16, channels-last): 24, 30 and 40 channels at dilation 3-8 give NaN weight
+    gradients or crash the process; 16, 32, 48 and 64 channels, dilation 1 and 2 at 40, grouped
+    convolutions and NCHW are right. Pruned EDANet (30 channels, dilations 4 and 8) hits it at
+    its first step. The rule is kept a little wider than what was seen to fail (any dilation)."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.groups == 1 and max(m.dilation) > 1
+            and (m.in_channels % 16 or m.out_channels % 16)]
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The mixed-precision type for training on ``device``: float16 on CUDA, bfloat16 on CPUs
     with native bf16 (:func:`cpu_has_native_bf16`), else None (float32 throughout)."""

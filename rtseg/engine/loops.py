@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from rtseg.checkpoint import unwrap
 from rtseg.datasets.transforms import denormalize
 from rtseg.engine.ema import ModelEMA
+from rtseg.errors import TrainingDivergedError
 from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
 from rtseg.progress import progress_bar
 from rtseg.runtime import class_map, mixed_precision
@@ -30,7 +31,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     weight average ``ema`` (if any; it averages the plain module under ``model``'s wrappers).
     Returns ``{"loss": mean loss, "images": n, "seconds": t}``."""
     model.train()
-    total_loss, n_images, start = 0.0, 0, time.perf_counter()
+    total_loss, n_images, n_batches, start = 0.0, 0, 0, time.perf_counter()
     bar = progress_bar(loader, desc=desc, unit="batch", progress=progress)
     for images, targets in bar:
         images = images.to(device, non_blocking=True)
@@ -40,7 +41,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         with mixed_precision(device, amp):
             loss = loss_fn(model(images), targets)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at {desc}: lower optim.lr or check the labels")
+            raise TrainingDivergedError(f"loss is {loss.item()} at {desc}, batch {n_batches + 1}: lower optim.lr "
+                                        "or check the labels (last.pt holds the last finished epoch)")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -54,6 +56,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
         if ema is not None:
             ema.update(unwrap(model))
         n = images.shape[0]
+        n_batches += 1
         total_loss += loss.item() * n
         n_images += n
         elapsed = time.perf_counter() - start

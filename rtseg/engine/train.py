@@ -37,7 +37,7 @@ from rtseg.errors import CheckpointError, ConfigError, RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.models import create_model
 from rtseg.progress import print_line
-from rtseg.runtime import autocast_dtype, select_device
+from rtseg.runtime import autocast_dtype, bf16_channels_last_unsafe_convs, select_device
 from rtseg.visualize import label_panel
 from rtseg.weights import model_from_checkpoint
 
@@ -117,13 +117,30 @@ def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tupl
     return model, spec
 
 
+def training_channels_last(cfg: TrainConfig, model: nn.Module, device: torch.device) -> bool:
+    """``run.channels_last``, unless the step's bf16 autocast on this CPU would meet oneDNN's
+    wrong channels-last weight gradients (:func:`rtseg.runtime.bf16_channels_last_unsafe_convs`;
+    pruned EDANet: NaN at its first step). NCHW bf16 is right there, and about as fast for
+    EDANet (0.37-0.44 s a step compiled, batch 8 at 240x320, AVX512-BF16)."""
+    if not cfg.run.channels_last:
+        return False
+    if not (cfg.run.amp and device.type == "cpu" and autocast_dtype(device) == torch.bfloat16):
+        return True
+    unsafe = bf16_channels_last_unsafe_convs(model)
+    if unsafe:
+        print_line(f"run.channels_last: off for this run: oneDNN's bf16 channels-last weight gradient is "
+                   f"wrong for dilated convolutions without a multiple of 16 channels ({len(unsafe)} here, "
+                   f"e.g. {unsafe[0]}); training runs NCHW")
+    return not unsafe
+
+
 def _wrap_for_training(cfg: TrainConfig, model: nn.Module, device: torch.device,
-                       dist_info: distributed.DistInfo) -> tuple[nn.Module, nn.Module]:
+                       dist_info: distributed.DistInfo, channels_last: bool) -> tuple[nn.Module, nn.Module]:
     """(model on the device, what training calls: DDP and/or torch.compile around it)."""
     if cfg.run.sync_bn and dist_info.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
-    if cfg.run.channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     net = model
     if dist_info.enabled:
@@ -132,7 +149,10 @@ def _wrap_for_training(cfg: TrainConfig, model: nn.Module, device: torch.device,
         seed_everything(cfg.run.seed + dist_info.rank)
     if cfg.run.compile:
         # One static graph (constant batch and crop); evaluation and checkpoints use `model`.
-        net = torch.compile(net, dynamic=False)
+        # Inductor would otherwise turn convolutions channels-last on its own (and meet the
+        # bf16 bug above: NaN within 8 steps for pruned EDANet even from an NCHW model).
+        options = None if channels_last else {"layout_optimization": False}
+        net = torch.compile(net, dynamic=False, options=options)
         if dist_info.is_main:
             print_line("run.compile: the first training steps compile the network (minutes on a CPU)")
     return model, net
@@ -321,7 +341,8 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     seed_everything(cfg.run.seed)  # the same everywhere: every process builds the same network
     loaders = build_loaders(cfg, dist_info, device)
     model, spec = build_model(cfg, loaders.classes, init_from)
-    model, net = _wrap_for_training(cfg, model, device, dist_info)
+    channels_last = training_channels_last(cfg, model, device)
+    model, net = _wrap_for_training(cfg, model, device, dist_info, channels_last)
     loss_fn = build_loss(cfg, device)
     state = build_state(cfg, model, spec, device, len(loaders.train))
     if resume_path is not None:
@@ -340,7 +361,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             if loaders.sampler is not None:
                 loaders.sampler.set_epoch(epoch)
             stats = train_one_epoch(net, loaders.train, loss_fn, state.optimizer, device, scheduler=state.iter_sched,
-                                    scaler=state.scaler, amp=train_amp, channels_last=cfg.run.channels_last,
+                                    scaler=state.scaler, amp=train_amp, channels_last=channels_last,
                                     progress=cfg.run.progress, desc=f"epoch {epoch + 1}/{epochs}", ema=state.ema)
             if dist_info.enabled:
                 stats = _reduce_epoch_stats(stats)
