@@ -207,3 +207,25 @@ def test_training_bench_paths():
         rtseg.benchmark("enet", train_throughput=True, size=(32, 48), train_path="fast")
     with pytest.raises(RtsegError, match="one-process"):
         rtseg.benchmark("enet", train_throughput=True, size=(32, 48), train_path="both", processes=2)
+
+
+def test_bf16_training_runs_nchw_for_models_oneDNN_gets_wrong(monkeypatch, capsys, tmp_path):
+    import rtseg.engine.train as train_mod
+    from rtseg.models import create_model
+
+    cfg = load_config(REPO / "configs" / "edanet_camvid_pruned.yaml", [f"run.out_dir={tmp_path}"])
+    edanet, enet, cpu = create_model("edanet", num_classes=11), create_model("enet", num_classes=11), torch.device("cpu")
+    monkeypatch.setattr(train_mod, "autocast_dtype", lambda device: torch.bfloat16)  # as on AVX512-BF16
+    assert train_mod.training_channels_last(cfg, edanet, cpu) is False
+    assert "run.channels_last: off for this run" in capsys.readouterr().out
+    assert train_mod.training_channels_last(cfg, enet, cpu) is True
+    monkeypatch.setattr(train_mod, "autocast_dtype", lambda device: None)  # float32 (AVX2): unaffected
+    assert train_mod.training_channels_last(cfg, edanet, cpu) is True
+
+
+def test_a_nan_loss_stops_training_with_a_one_line_error(few_camvid, tmp_path):
+    from rtseg.errors import TrainingDivergedError
+
+    cfg = _cfg(few_camvid, tmp_path / "run", "schedule.epochs=3", "optim.lr=1e30", "loss.class_weights=none")
+    with pytest.raises(TrainingDivergedError, match=r"loss is (nan|inf) at epoch [1-3]/3, batch \d+: lower optim.lr"):
+        fit(cfg)

@@ -64,6 +64,7 @@ class _TrainingRun:
     step: object  # () -> None: forward, loss, backward, Adam step on the fixed batch
     world_size: int
     amp_dtype: torch.dtype | None
+    channels_last: bool
 
 
 def _build_training_run(model_name: str, size: tuple[int, int], batch: int, num_classes: int,
@@ -74,16 +75,19 @@ def _build_training_run(model_name: str, size: tuple[int, int], batch: int, num_
 
     from rtseg import distributed
     from rtseg.models import create_model
-    from rtseg.runtime import autocast_dtype, mixed_precision
+    from rtseg.runtime import autocast_dtype, bf16_channels_last_unsafe_convs, mixed_precision
 
     info, device = distributed.setup(torch.device("cpu"))
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=num_classes).train()
-    memory_format = torch.channels_last if fast else torch.contiguous_format
+    # As training does (rtseg.engine.train.training_channels_last): NCHW where oneDNN's bf16
+    # channels-last weight gradient would be wrong for this model.
+    channels_last = fast and not (autocast_dtype(device) == torch.bfloat16 and bf16_channels_last_unsafe_convs(model))
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     net = DistributedDataParallel(model) if info.enabled else model
     if fast:
-        net = torch.compile(net, dynamic=False)
+        net = torch.compile(net, dynamic=False, options=None if channels_last else {"layout_optimization": False})
     torch.manual_seed(1 + info.rank)
     # (batch, 3, H, W) frames and (batch, H, W) labels, the same every step.
     x = torch.randn(batch, 3, *size).contiguous(memory_format=memory_format)
@@ -98,7 +102,7 @@ def _build_training_run(model_name: str, size: tuple[int, int], batch: int, num_
         loss_fn(outputs, target).backward()
         optimizer.step()
 
-    return _TrainingRun(step, info.world_size, autocast_dtype(device) if fast else None)
+    return _TrainingRun(step, info.world_size, autocast_dtype(device) if fast else None, channels_last)
 
 
 def _time_training_steps(run: _TrainingRun, steps: int, warmup: int) -> tuple[float, float, list[float]]:
@@ -140,7 +144,7 @@ def training_throughput(model_name: str, size: tuple[int, int], batch: int, step
     amp = str(run.amp_dtype).replace("torch.", "") if run.amp_dtype else "float32"
     return {"mode": "train-throughput", "model": model_name, "path": path, "size": list(size),
             "batch_per_process": batch, "processes": run.world_size, "threads": torch.get_num_threads(),
-            "channels_last": fast, "amp": amp, "compiled": fast, "steps": steps, "warmup_steps": warmup,
+            "channels_last": run.channels_last, "amp": amp, "compiled": fast, "steps": steps, "warmup_steps": warmup,
             "warmup_s": round(warmup_s, 1), "images_per_s": round(run.world_size * batch * steps / elapsed, 2),
             "median_step_ms": round(statistics.median(times), 1), "machine": machine_info()}
 
