@@ -93,8 +93,9 @@ def test_export_target_errors_name_the_option(tmp_path):
     model = create_model("enet", num_classes=3)
     with pytest.raises(RtsegError, match=r"^--target 'tensorrt': expected one of onnxruntime, opencv, openvino$"):
         export_onnx(model, tmp_path / "m.onnx", SIZE, target="tensorrt")
-    with pytest.raises(RtsegError, match="--int8 is ONNX Runtime's static quantisation"):
-        rtseg.export("enet-camvid", tmp_path / "m.onnx", int8=True, calibrate="camvid:train:2", target="openvino")
+    with pytest.raises(RtsegError, match=r"^--int8 --target opencv: OpenCV DNN cannot run int8 \(QDQ\) graphs .*; "
+                                         r"use --target onnxruntime or openvino$"):
+        rtseg.export("enet-camvid", tmp_path / "m.onnx", int8=True, calibrate="camvid:train:2", target="opencv")
     with pytest.raises(RtsegError, match="--target opencv is for ONNX graphs"):
         rtseg.export("enet-camvid", tmp_path / "m.pt", format="torchscript", target="opencv")
 
@@ -113,6 +114,26 @@ def test_enet_for_openvino_passes_the_parity_gate_and_benches(tmp_path):
     assert report["runtime"]["name"] == "openvino" and report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT
     r = time_network(None, SIZE, "openvino", threads=1, warmup=1, iters=2, onnx_file=path)
     assert r["backend"] == "openvino" and r["median_ms"] > 0
+
+
+@pytest.mark.skipif(not available("openvino"), reason="OpenVINO is not installed: pip install 'rtseg[openvino]'")
+def test_int8_for_openvino_is_checked_in_openvino_and_benches(enet_ckpt_bn, tiny_camvid, tmp_path):
+    out = tmp_path / "enet_int8.onnx"
+    report = rtseg.export(enet_ckpt_bn, out, size=(24, 32), int8=True, calibrate="camvid:train:3",
+                          data_root=tiny_camvid, target="openvino")
+    graph = onnx.load(str(out))
+    ops = {n.op_type for n in graph.graph.node}
+    # The QDQ pairs of ONNX Runtime's quantiser, around OpenVINO's standard-op unpooling.
+    assert {"QuantizeLinear", "DequantizeLinear", "DepthToSpace"} <= ops and "ScatterND" not in ops
+    assert {p.key: p.value for p in graph.metadata_props}["rtseg_target"] == "openvino"
+    assert report["runtime"]["name"] == "openvino"
+    assert report["int8"]["parity_on_calibration_frames"]["pixel_agreement"] >= 0.9
+    seg = rtseg.load_model(out, runtime="openvino")
+    assert seg.predict(np.zeros((24, 32, 3), np.uint8)).shape == (24, 32)
+    net = trained_like("enet")
+    r, f = (time_network(net, SIZE, b, threads=1, warmup=1, iters=2) for b in ("openvino-int8", "openvino"))
+    # The int8 backend times the quantised graph: int8 weights, well under the float file's size.
+    assert r["backend"] == "openvino-int8" and r["median_ms"] > 0 and r["file_mb"] < 0.6 * f["file_mb"]
 
 
 def test_a_missing_runtime_is_a_one_line_error_with_the_install(monkeypatch):

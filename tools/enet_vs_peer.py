@@ -8,7 +8,8 @@ variant (the order rotates from run to run, so drift of a shared machine hits al
 times its network as ``rtseg bench`` does (:func:`rtseg.deploy.bench.time_network`: batch 1,
 random weights, 11 classes, BN folded, channels-last; ``torch-compile``: inductor with frozen
 weights; ``torch-bf16``: the same in bfloat16; ``onnxruntime``, ``opencv``, ``openvino``: exported
-for that runtime, as ``rtseg export --target`` writes it). The JSON has every run's medians, the median of
+for that runtime, as ``rtseg export --target`` writes it; ``-int8``: quantised as ``rtseg export
+--int8`` does, on synthetic calibration frames). The JSON has every run's medians, the median of
 the medians and each variant's speed-up over the first peer variant (its ms / the variant's),
 per run and overall. Time it with nothing else running on the machine.
 """
@@ -24,8 +25,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = ("rtseg", "peer")
-#: rtseg bench backends that time a model as it is (the int8 ones need calibration frames).
-BACKENDS = ("torch", "torch-compile", "torch-bf16", "onnxruntime", "opencv", "openvino")
+#: rtseg bench backends; the int8 ones calibrate on synthetic frames here (random weights: their
+#: latency, not their accuracy, is what this compares).
+BACKENDS = ("torch", "torch-compile", "torch-bf16", "torch-int8", "onnxruntime", "onnxruntime-int8", "opencv",
+            "openvino", "openvino-int8")
 
 
 def build(name: str):
@@ -76,8 +79,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per network (default 3)")
     parser.add_argument("--size", default="360x480", help="HxW (default 360x480)")
     parser.add_argument("--variants", default="rtseg:torch-compile,peer:torch-compile",
-                        help="NETWORK:BACKEND,... (networks rtseg, peer; backends torch, torch-compile, torch-bf16, "
-                             "onnxruntime, opencv, openvino: exported for that runtime); "
+                        help="NETWORK:BACKEND,... (networks rtseg, peer; backends " + ", ".join(BACKENDS) + "; the "
+                             "graph ones exported for that runtime, -int8 calibrated on synthetic frames); "
                              "speed-ups are over the first peer variant (default rtseg:torch-compile,peer:torch-compile)")
     parser.add_argument("--backend", default="torch-compile", help=argparse.SUPPRESS)  # the child's
     parser.add_argument("--threads", type=int, default=2)

@@ -24,7 +24,8 @@ def register(sub) -> None:
                         "openvino with a model: exported for that runtime (rtseg export --target); torch-compile: inductor, "
                         "weights frozen; torch-bf16: the same in bfloat16 (CPUs with AVX512-BF16 or AMX); "
                         "torch-int8: PyTorch's own int8 (PT2E, oneDNN; pip install 'rtseg[int8]'), "
-                        "onnxruntime-int8: ONNX Runtime's")
+                        "onnxruntime-int8 / openvino-int8: ONNX Runtime's static int8 (QDQ) run in that runtime "
+                        "(rtseg export --int8 [--target openvino])")
     options.add_threads(p)
     p.add_argument("--iters", type=int, default=30, help="timed iterations (default 30)")
     p.add_argument("--runs", type=int, default=1,

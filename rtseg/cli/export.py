@@ -23,7 +23,8 @@ def register(sub) -> None:
                         "ScatterND); see docs/deployment_runtimes.md")
     p.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch, height and width")
     p.add_argument("--argmax", action="store_true", help="end the graph with argmax: (N, H, W) class ids")
-    p.add_argument("--int8", action="store_true", help="ONNX Runtime static int8 quantisation (QDQ, per-channel)")
+    p.add_argument("--int8", action="store_true", help="ONNX Runtime static int8 quantisation (QDQ, per-channel), checked in the "
+                        "--target runtime: onnxruntime or openvino (OpenCV DNN cannot run QDQ graphs)")
     p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
                    help="int8 calibration frames, e.g. camvid:train:64")
     p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")

@@ -26,13 +26,18 @@ from rtseg.onnx_runtimes import RUNTIMES, load_runner
 __all__ = ["BACKENDS", "BENCH_SUITE", "bench_markdown", "benchmark_inference", "benchmark_suite", "count_flops",
            "count_params", "machine_info", "time_network"]
 
-#: Backends that run an ONNX graph; ``onnxruntime-int8`` quantises the float graph first.
-GRAPH_BACKENDS = ("onnxruntime", "onnxruntime-int8", "opencv", "openvino")
+#: Backends that run an ONNX graph; the ``-int8`` ones quantise the float graph first (QDQ).
+GRAPH_BACKENDS = ("onnxruntime", "onnxruntime-int8", "opencv", "openvino", "openvino-int8")
 #: ``torch-int8``: PyTorch's own static int8 (PT2E, oneDNN int8 convolutions; rtseg.deploy.pt2e).
 #: ``torch-bf16``: compiled in bfloat16 (CPUs with native bf16 only; rtseg.runtime.Bfloat16Inference).
 BACKENDS = ("torch", "torch-compile", "torch-bf16", "torch-int8", *GRAPH_BACKENDS)
 #: Backends calibrated on frames (``--calibrate``; synthetic frames without it).
-INT8_BACKENDS = ("torch-int8", "onnxruntime-int8")
+INT8_BACKENDS = ("torch-int8", "onnxruntime-int8", "openvino-int8")
+
+
+def _runtime(backend: str) -> str:
+    """The runtime that runs a graph backend's file: ``openvino-int8`` -> ``openvino``."""
+    return backend.removesuffix("-int8")
 
 
 def _frames_or_synthetic(calibration: list[np.ndarray] | None, size: tuple[int, int]) -> list[np.ndarray]:
@@ -48,10 +53,9 @@ def _graph_for(model: nn.Module | None, size: tuple[int, int], backend: str, tmp
         return Path(onnx_file)
     from rtseg.deploy.export import export_onnx
 
-    target = "onnxruntime" if backend.startswith("onnxruntime") else backend
     path = tmp / "model.onnx"
-    export_onnx(model, path, size, metadata=metadata, target=target)
-    if backend != "onnxruntime-int8":
+    export_onnx(model, path, size, metadata=metadata, target=_runtime(backend))
+    if backend not in INT8_BACKENDS:
         return path
     from rtseg.deploy.quantize import quantize_int8
 
@@ -64,8 +68,7 @@ def _graph_for(model: nn.Module | None, size: tuple[int, int], backend: str, tmp
 def _graph_runner(path: Path, backend: str, threads: int, x: torch.Tensor):
     """(runner, torch_runner) for a graph: ``runner(inp=None)`` runs (1, 3, H, W) ``x`` or ``inp``,
     ``torch_runner`` maps a tensor to a logits tensor (the image -> mask timing)."""
-    runtime = "onnxruntime" if backend.startswith("onnxruntime") else backend
-    run = load_runner(path, runtime, threads, input_shape=tuple(x.shape))
+    run = load_runner(path, _runtime(backend), threads, input_shape=tuple(x.shape))
     xa = x.numpy()
 
     def runner(inp=None):
