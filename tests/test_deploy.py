@@ -261,9 +261,9 @@ def test_parity_check_tolerates_a_moved_unpooling_position_only():
 
     # limit = 1e-4 + 5e-3 * 30 = 0.1501: a few logits off by up to 10x the limit (a max-pool
     # winner flipped by rounding), all others within it, classes the same: accepted.
-    check_parity(ParityReport(0.13, 1.0, 2, logit_scale=30.0, p9999_abs_diff=0.04))
-    for bad in (ParityReport(0.13, 1.0, 2, logit_scale=30.0, p9999_abs_diff=0.2),  # widespread
-                ParityReport(2.0, 1.0, 2, logit_scale=30.0, p9999_abs_diff=0.04),  # one gross error
-                ParityReport(0.01, 0.99, 2, logit_scale=30.0, p9999_abs_diff=0.01)):  # classes differ
+    check_parity(ParityReport(0.13, 1.0, 2, logit_scale=30.0, p999_abs_diff=0.04))
+    for bad in (ParityReport(0.13, 1.0, 2, logit_scale=30.0, p999_abs_diff=0.2),  # widespread
+                ParityReport(2.0, 1.0, 2, logit_scale=30.0, p999_abs_diff=0.04),  # one gross error
+                ParityReport(0.01, 0.99, 2, logit_scale=30.0, p999_abs_diff=0.01)):  # classes differ
         with pytest.raises(ExportMismatchError):
             check_parity(bad)

@@ -56,12 +56,12 @@ class ParityReport:
     pixel_agreement: float  # share of pixels whose class agrees
     inputs: int
     logit_scale: float = 0.0  # max |PyTorch logit|, what the difference is judged against
-    #: The 99.99th percentile of |logit diff| (0 for argmax exports): all but the few logits a
+    #: The 99.9th percentile of |logit diff| (0 for argmax exports): all but the few logits a
     #: moved max-unpooling position changes (see :func:`check_parity`).
-    p9999_abs_diff: float = 0.0
+    p999_abs_diff: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"max_abs_diff": self.max_abs_diff, "p9999_abs_diff": self.p9999_abs_diff,
+        return {"max_abs_diff": self.max_abs_diff, "p999_abs_diff": self.p999_abs_diff,
                 "pixel_agreement": self.pixel_agreement, "inputs": self.inputs, "logit_scale": self.logit_scale}
 
 
@@ -91,7 +91,7 @@ def _parity_inputs(size: tuple[int, int], batch: int = 1, seed: int = 0, count: 
 
 def compare(reference: nn.Module, run_exported, inputs: list[torch.Tensor], argmax: bool) -> ParityReport:
     """Run both on ``inputs``; ``run_exported(x: np.ndarray) -> np.ndarray``."""
-    max_diff, agree, total, scale, p9999 = 0.0, 0, 0, 0.0, 0.0
+    max_diff, agree, total, scale, p999 = 0.0, 0, 0, 0.0, 0.0
     with torch.no_grad():
         for x in inputs:
             ref = reference(x).numpy()
@@ -104,11 +104,11 @@ def compare(reference: nn.Module, run_exported, inputs: list[torch.Tensor], argm
             else:
                 diff = np.abs(out - ref)
                 max_diff = max(max_diff, float(diff.max()))
-                p9999 = max(p9999, float(np.quantile(diff, 0.9999)))
+                p999 = max(p999, float(np.quantile(diff, 0.999)))
                 scale = max(scale, float(np.abs(ref).max()))
                 agree += int((out.argmax(1) == ref.argmax(1)).sum())
                 total += ref[:, 0].size
-    return ParityReport(max_diff, agree / max(total, 1), len(inputs), scale, p9999)
+    return ParityReport(max_diff, agree / max(total, 1), len(inputs), scale, p999)
 
 
 def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, min_agreement: float = MIN_PIXEL_AGREEMENT,
@@ -118,16 +118,19 @@ def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, m
     BN into convolutions re-rounds weights: channels with a tiny running variance amplify float
     rounding, so a trained model's logits move by about 1e-3 of their range.
 
-    The bound holds for all but 0.01% of the logits; the largest may reach 10x it. Max-unpooling
+    The bound holds for all but 0.1% of the logits; the largest may reach 10x it. Max-unpooling
     is discontinuous: a rounding-level difference before a 2x2 max-pool can change which element
     wins, and the decoder then puts that value one pixel away (a trained ENet in ONNX Runtime:
     115 of 1.9 M logits off by more than 0.05, the largest by 0.13 of a range of 30, every class
-    the same)."""
+    the same). One such flip moved 45 pixels (0.026% of the logits, up to 0.20 of a range of
+    23) for ENet trained 600 epochs (bench/campaign/enet_camvid_long/last.pt), already between
+    the folded and the un-folded model in PyTorch and identically in all three runtimes: a bound
+    on 99.99% of the logits refused it, so the bound is on 99.9%."""
     limit = atol + rtol * report.logit_scale
-    if (report.p9999_abs_diff > limit or report.max_abs_diff > 10 * limit
+    if (report.p999_abs_diff > limit or report.max_abs_diff > 10 * limit
             or report.pixel_agreement < min_agreement):
         raise ExportMismatchError(
-            f"{what} diverges from PyTorch: |logit diff| 99.99th percentile {report.p9999_abs_diff:.3g} "
+            f"{what} diverges from PyTorch: |logit diff| 99.9th percentile {report.p999_abs_diff:.3g} "
             f"(limit {limit:.3g}), max {report.max_abs_diff:.3g} (limit {10 * limit:.3g}), class "
             f"agreement {100 * report.pixel_agreement:.3f}% (limit {100 * min_agreement:.1f}%)")
 
@@ -203,7 +206,7 @@ def _target_parity(reference: nn.Module, path: Path, size: tuple[int, int], axes
         parity = ParityReport(max(parity.max_abs_diff, p2.max_abs_diff),
                               min(parity.pixel_agreement, p2.pixel_agreement), parity.inputs + 1,
                               max(parity.logit_scale, p2.logit_scale),
-                              max(parity.p9999_abs_diff, p2.p9999_abs_diff))
+                              max(parity.p999_abs_diff, p2.p999_abs_diff))
     return parity
 
 
