@@ -5,6 +5,7 @@ with ONNX Runtime's (the figures in docs/deployment_runtimes.md).
 
     python tools/runtime_parity.py --weights enet-camvid --frames 12 --json bench/runtime_parity.json
     python tools/runtime_parity.py --weights enet-camvid --frames 2 --runtimes openvino --layers
+    python tools/runtime_parity.py --runtimes openvino --openvino-precision bf16   # OpenVINO's own default on bf16 CPUs
 
 Each runtime gets the graph ``rtseg export --target RUNTIME`` writes for it.
 """
@@ -69,12 +70,23 @@ def compare_layers(path: Path, runtime: str, x: np.ndarray, tmp: Path) -> dict:
     return {"tensors": len(rows), "first_above_1e-4": first, "max_rel_diff_per_op": per_op}
 
 
+def _openvino_with_hint(path: Path, hint: str):
+    """``path`` compiled by OpenVINO's CPU plugin with ``INFERENCE_PRECISION_HINT=hint``."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+    return lambda a: compiled(a)[0]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", default="enet-camvid")
     p.add_argument("--frames", type=int, default=12, help="first N frames of CamVid val (default 12)")
     p.add_argument("--runtimes", default="onnxruntime,opencv,openvino")
     p.add_argument("--layers", action="store_true", help="also compare every intermediate tensor (OpenVINO)")
+    p.add_argument("--openvino-precision", default=None, choices=["f32", "bf16", "f16"],
+                   help="compile OpenVINO with this INFERENCE_PRECISION_HINT instead of rtseg's runner (f32 "
+                        "pinned): what a user's own OpenVINO code gets, bf16 being its default on bf16 CPUs")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
@@ -96,7 +108,10 @@ def main() -> None:
             import rtseg
 
             rtseg.export(args.weights, path, size=size, target=runtime)
-            run = load_runner(path, runtime)
+            if runtime == "openvino" and args.openvino_precision:
+                run = _openvino_with_hint(path, args.openvino_precision)
+            else:
+                run = load_runner(path, runtime)
             agree = []
             for image in images:
                 x = seg.preprocess([image])  # (1, 3, H, W) normalised, as rtseg predict feeds the network
@@ -104,7 +119,8 @@ def main() -> None:
                     ref = seg.predict_logits([image]).argmax(1).numpy()
                 out = run(np.ascontiguousarray(x.numpy()))
                 agree.append(float((out.argmax(1) == ref).mean()))
-            row = {"version": version(runtime), "pixel_agreement_mean": float(np.mean(agree)),
+            row = {"version": version(runtime), "precision_hint": args.openvino_precision if runtime == "openvino"
+                   else None, "pixel_agreement_mean": float(np.mean(agree)),
                    "pixel_agreement_worst": min(agree), "per_frame": agree}
             if args.layers and runtime == "openvino":
                 row["layers"] = compare_layers(path, runtime, np.ascontiguousarray(seg.preprocess(images[:1]).numpy()),
