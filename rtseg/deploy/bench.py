@@ -265,7 +265,8 @@ def benchmark_inference(model: str | None, weights: str | Path | None, *, size: 
 
 #: make bench: (model, weights, backends, iterations)
 BENCH_SUITE = (
-    ("enet", "enet-camvid", ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8"), 100),
+    ("enet", "enet-camvid",
+     ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8", "openvino", "openvino-int8"), 100),
     ("fcn8s_mobilenetv3", None, ("torch", "onnxruntime", "onnxruntime-int8"), 20),
     ("fcn8s", None, ("torch",), 3),
 )
