@@ -126,7 +126,7 @@ def test_int8_for_openvino_is_checked_in_openvino_and_benches(enet_ckpt_bn, tiny
     # The QDQ pairs of ONNX Runtime's quantiser, around OpenVINO's standard-op unpooling.
     assert {"QuantizeLinear", "DequantizeLinear", "DepthToSpace"} <= ops and "ScatterND" not in ops
     assert {p.key: p.value for p in graph.metadata_props}["rtseg_target"] == "openvino"
-    assert report["runtime"]["name"] == "openvino"
+    assert report["runtime"]["name"] == "openvino" and report["int8"]["runtime"]["name"] == "openvino"
     assert report["int8"]["parity_on_calibration_frames"]["pixel_agreement"] >= 0.9
     seg = rtseg.load_model(out, runtime="openvino")
     assert seg.predict(np.zeros((24, 32, 3), np.uint8)).shape == (24, 32)

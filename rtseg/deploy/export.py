@@ -369,6 +369,7 @@ def _export_int8(model: nn.Module, out: Path, size: tuple[int, int], meta: dict,
     report.update(path=str(out), file_mb=round(out.stat().st_size / 2**20, 3))
     parity = agreement(out, frames[:4])
     report["int8"]["parity_on_calibration_frames"] = parity.to_dict()
+    report["int8"]["runtime"] = {"name": target, "version": version(target)}
     if parity.pixel_agreement < INT8_MIN_PIXEL_AGREEMENT:
         raise ExportMismatchError(f"int8 model agrees with PyTorch on only {100 * parity.pixel_agreement:.1f}% "
                                   "of pixels; keep more layers in float (--keep-float)")
