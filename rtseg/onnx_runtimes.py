@@ -121,7 +121,8 @@ def _openvino(path: Path, threads: int, input_shape) -> Runner:
     if input_shape is not None:
         model.reshape(list(input_shape))  # a static shape: the CPU plugin plans its kernels for it
     # f32, not the CPU plugin's default: on CPUs with AVX512-BF16 or AMX it runs bf16 unless told
-    # otherwise, and ENet's class maps then move (99.904% of pixels as f32 on an AVX512-BF16 EPYC; docs/deployment_runtimes.md).
+    # otherwise, and ENet's class maps then move (99.904% of pixels as f32 on an AVX512-BF16 EPYC,
+    # bench/runtime_parity_openvino_bf16_hint.json; docs/deployment_runtimes.md).
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads

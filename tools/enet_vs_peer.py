@@ -8,8 +8,10 @@ variant (the order rotates from run to run, so drift of a shared machine hits al
 times its network as ``rtseg bench`` does (:func:`rtseg.deploy.bench.time_network`: batch 1,
 random weights, 11 classes, BN folded, channels-last; ``torch-compile``: inductor with frozen
 weights; ``torch-bf16``: the same in bfloat16; ``onnxruntime``, ``opencv``, ``openvino``: exported
-for that runtime, as ``rtseg export --target`` writes it; ``-int8``: quantised as ``rtseg export
---int8`` does, on synthetic calibration frames). The JSON has every run's medians, the median of
+for that runtime, as ``rtseg export --target`` writes it; ``onnxruntime-int8``, ``openvino-int8``:
+quantised as ``rtseg export --int8`` does, each network keeping its own float modules (the peer
+has none, so more of it is int8); ``torch-int8``: PT2E; the int8 ones on synthetic calibration
+frames). The JSON has every run's medians, the median of
 the medians and each variant's speed-up over the first peer variant (its ms / the variant's),
 per run and overall. Time it with nothing else running on the machine.
 """

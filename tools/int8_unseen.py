@@ -8,7 +8,7 @@ the current one (convolutions only, moving-average ranges, the model's ``int8_ke
 
     python tools/int8_unseen.py --weights runs/enet_s2_heldout/best.pt --json bench/int8_unseen.json
     python tools/int8_unseen.py --weights bench/campaign/enet_camvid_long/last.pt --runtime openvino \
-        --variants default --json bench/int8_unseen_openvino.json
+        --variants default --json bench/int8_unseen_openvino_enet.json
 
 ``--runtime openvino``: the graphs are written for OpenVINO (``rtseg export --target openvino``)
 and scored in it, as ``rtseg export --int8 --target openvino`` ships them.

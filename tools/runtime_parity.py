@@ -86,7 +86,8 @@ def main() -> None:
     p.add_argument("--layers", action="store_true", help="also compare every intermediate tensor (OpenVINO)")
     p.add_argument("--openvino-precision", default=None, choices=["f32", "bf16", "f16"],
                    help="compile OpenVINO with this INFERENCE_PRECISION_HINT instead of rtseg's runner (f32 "
-                        "pinned): what a user's own OpenVINO code gets, bf16 being its default on bf16 CPUs")
+                        "pinned): what a user's own OpenVINO code gets, bf16 being its default on bf16 CPUs; "
+                        "--layers still compares in f32")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
@@ -119,8 +120,8 @@ def main() -> None:
                     ref = seg.predict_logits([image]).argmax(1).numpy()
                 out = run(np.ascontiguousarray(x.numpy()))
                 agree.append(float((out.argmax(1) == ref).mean()))
-            row = {"version": version(runtime), "precision_hint": args.openvino_precision if runtime == "openvino"
-                   else None, "pixel_agreement_mean": float(np.mean(agree)),
+            hint = (args.openvino_precision or "f32") if runtime == "openvino" else None  # rtseg's runner: f32
+            row = {"version": version(runtime), "precision_hint": hint, "pixel_agreement_mean": float(np.mean(agree)),
                    "pixel_agreement_worst": min(agree), "per_frame": agree}
             if args.layers and runtime == "openvino":
                 row["layers"] = compare_layers(path, runtime, np.ascontiguousarray(seg.preprocess(images[:1]).numpy()),
