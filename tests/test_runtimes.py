@@ -14,12 +14,20 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper
 
 import rtseg
-from conftest import trained_like
+from conftest import trained_like, with_bn_statistics
 from rtseg.deploy.bench import time_network
-from rtseg.deploy.export import MIN_PIXEL_AGREEMENT, export_onnx
+from rtseg.deploy.export import (
+    MIN_PIXEL_AGREEMENT,
+    ExportMismatchError,
+    RuntimeFaultError,
+    check_parity,
+    compare,
+    export_onnx,
+    opencv_known_fault,
+)
 from rtseg.errors import RtsegError
 from rtseg.models import create_model
-from rtseg.onnx_runtimes import RuntimeRefusal, available, load_runner
+from rtseg.onnx_runtimes import RuntimeRefusal, available, load_runner, version
 
 SIZE = (48, 64)  # (H, W): a multiple of 8, as ENet's unpooling needs
 
@@ -230,3 +238,68 @@ def test_a_runtime_for_pytorch_weights_or_an_unknown_one_is_a_one_line_error(ene
                  "--out", str(tmp_path / "o")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rtseg predict: error: --runtime opencv: runs exported .onnx files")
+
+
+def _random_classifiers(name: str) -> torch.nn.Module:
+    """``name`` (11 classes) with BN statistics and its zero-initialised class layers (FCN-8s's
+    scores) drawn at random, so that the logits are not all zero and parity means something."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=11)
+    for p in model.parameters():
+        if p.dim() == 4 and not p.detach().abs().sum():
+            torch.nn.init.normal_(p, std=0.05)
+    return with_bn_statistics(model)
+
+
+@pytest.mark.parametrize("name", ["ddrnet23_slim", "pidnet_s", "fcn8s_mobilenetv3"])
+def test_pyramid_pooling_and_mobilenetv3_exports_agree_with_pytorch_in_opencv(tmp_path, name):
+    # DDRNet's DAPPM / PIDNet's PAPPM upsample 1x1 and 1x2 planes at 64x96: OpenCV DNN 5.0's
+    # bilinear Resize reads garbage there (refused, naming the op); 5.1 runs them. MobileNetV3's
+    # squeeze-excitation gate hardsigmoid(s) * x is written as a Clip: OpenCV fuses HardSigmoid +
+    # Mul into HardSwish(s) and returned (N, C, 1, 1) (tools/opencv_op_probe.py).
+    model = _random_classifiers(name)
+    if version("opencv").startswith("5.0.") and name != "fcn8s_mobilenetv3":
+        with pytest.raises(RuntimeFaultError, match=r"^--target opencv: OpenCV DNN 5\.0\.\d+ miscomputes \w+'s "
+                                                    r"bilinear Resize .*use --target onnxruntime or openvino$"):
+            export_onnx(model, tmp_path / f"{name}.onnx", (64, 96), target="opencv")
+        return
+    report = export_onnx(model, tmp_path / f"{name}.onnx", (64, 96), target="opencv")
+    parity = report["parity"]
+    assert report["runtime"]["name"] == "opencv" and parity["logit_scale"] > 0.1
+    assert parity["pixel_agreement"] >= MIN_PIXEL_AGREEMENT
+    assert parity["p999_abs_diff"] <= 1e-4 + 5e-3 * parity["logit_scale"]
+    assert "HardSigmoid" not in report["ops"]
+    if name == "fcn8s_mobilenetv3":
+        assert {"Clip", "HardSwish"} <= set(report["ops"])
+
+
+def test_the_onnxruntime_graph_of_mobilenetv3_keeps_its_hardsigmoid(tmp_path):
+    # The Clip form is OpenCV's alone: ONNX Runtime and OpenVINO keep the exporter's graph.
+    report = export_onnx(_random_classifiers("fcn8s_mobilenetv3"), tmp_path / "m.onnx", (64, 96), check=False)
+    assert "HardSigmoid" in report["ops"] and "Clip" not in report["ops"]
+
+
+def test_opencv_50s_resize_fault_is_named_in_one_line_and_51_is_not_refused(tmp_path):
+    path = tmp_path / "ddrnet.onnx"
+    export_onnx(_random_classifiers("ddrnet23_slim"), path, (64, 96), target="opencv", check=False)
+    proto = onnx.load(str(path))
+    fault = opencv_known_fault(proto, "DDRNet", "5.0.0")
+    assert re.fullmatch(r"--target opencv: OpenCV DNN 5\.0\.0 miscomputes DDRNet's bilinear Resize of a 1x[12] plane "
+                        r"\(node \S+: a side of 1 gives values up to 1e30 or NaN; fixed in OpenCV 5\.1\); "
+                        r"use --target onnxruntime or openvino", str(fault))
+    assert opencv_known_fault(proto, "DDRNet", "5.1.0") is None
+
+
+def test_nan_logits_fail_the_parity_check():
+    # NaN drops out of max() and np.quantile's max: the bounds must see it as an infinite difference.
+    model = torch.nn.Conv2d(3, 2, 1).eval()
+
+    def run(a):
+        out = model(torch.from_numpy(a)).detach().numpy()
+        out[0, 1, 0, 0] = np.nan
+        return out
+
+    report = compare(model, run, [torch.randn(1, 3, 8, 8)], argmax=False)
+    assert report.max_abs_diff == np.inf
+    with pytest.raises(ExportMismatchError, match=r"max inf"):
+        check_parity(report)

@@ -69,6 +69,11 @@ class ExportMismatchError(RtsegError, RuntimeError):
     """The exported model's outputs diverge from PyTorch's."""
 
 
+class RuntimeFaultError(ExportMismatchError):
+    """The target runtime diverges on an op it is known to miscompute: the refusal names the op,
+    what the runtime gets wrong, and the targets that run the graph."""
+
+
 def prepare(model: nn.Module, argmax: bool = False, fold_bn: bool = True, onnx: bool = False) -> nn.Module:
     """An eval-mode copy for export: BN folded, the argmax head, and for ONNX PReLU as a max."""
     model = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
@@ -102,9 +107,11 @@ def compare(reference: nn.Module, run_exported, inputs: list[torch.Tensor], argm
                 agree += int((out == ref).sum())
                 total += ref.size
             else:
-                diff = np.abs(out - ref)
+                # A NaN would drop out of max() and quantile() below and pass the logit bounds.
+                diff = np.where(np.isfinite(out), np.abs(out - ref), np.inf)
                 max_diff = max(max_diff, float(diff.max()))
-                p999 = max(p999, float(np.quantile(diff, 0.999)))
+                with np.errstate(invalid="ignore"):  # inf - inf between two infinite differences
+                    p999 = max(p999, float(np.quantile(diff, 0.999)))
                 scale = max(scale, float(np.abs(ref).max()))
                 agree += int((out.argmax(1) == ref.argmax(1)).sum())
                 total += ref[:, 0].size
@@ -133,6 +140,44 @@ def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, m
             f"{what} diverges from PyTorch: |logit diff| 99.9th percentile {report.p999_abs_diff:.3g} "
             f"(limit {limit:.3g}), max {report.max_abs_diff:.3g} (limit {10 * limit:.3g}), class "
             f"agreement {100 * report.pixel_agreement:.3f}% (limit {100 * min_agreement:.1f}%)")
+
+
+def opencv_known_fault(proto, model_name: str, cv_version: str) -> RuntimeFaultError | None:
+    """The refusal for a graph with an op OpenCV DNN ``cv_version`` is known to miscompute
+    (``tools/opencv_op_probe.py``), else None.
+
+    OpenCV DNN 5.0 (fixed in 5.1): a bilinear ``Resize`` of a plane with a side of 1, (N, C, 1, w)
+    or (N, C, h, 1), reads memory it did not write: values of 1e22-1e32, NaN, or on a lucky run
+    merely off. Of a 1x1 plane only when it is a convolution's output (a ReLU or BN between them
+    too): ICNet's global mean (ReduceMean) upsamples right. DDRNet's DAPPM and
+    PIDNet's PAPPM (pools of a 1/64 map, 2x3 at 128x192) and PSPNet's 1x1 pyramid bin upsample
+    such planes; no graph form avoids it (ops between the two do not help), so it is refused
+    before the parity check, which a lucky run could pass."""
+    if not cv_version.startswith("5.0."):
+        return None
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+              for v in inferred.graph.value_info}
+    producer = {out: node for node in inferred.graph.node for out in node.output}
+
+    def after_conv(name: str) -> bool:
+        node = producer.get(name)
+        while node is not None and node.op_type in ("Relu", "BatchNormalization"):
+            node = producer.get(node.input[0])
+        return node is not None and node.op_type == "Conv"
+
+    for node in inferred.graph.node:
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "nearest")
+        plane = shapes.get(node.input[0], [])[2:]  # (h, w) of the (N, C, h, w) input, 0 if symbolic
+        if (node.op_type == "Resize" and mode == "linear" and 1 in plane
+                and (plane != [1, 1] or after_conv(node.input[0]))):
+            return RuntimeFaultError(
+                f"--target opencv: OpenCV DNN {cv_version} miscomputes {model_name}'s bilinear Resize of a "
+                f"{plane[0]}x{plane[1]} plane (node {node.name}: a side of 1 gives values up to "
+                f"1e30 or NaN; fixed in OpenCV 5.1); use --target onnxruntime or openvino")
+    return None
 
 
 def _rtseg_cause(error: BaseException) -> RtsegError | None:
@@ -249,6 +294,9 @@ def export_onnx(model: nn.Module, path: str | Path, size: tuple[int, int], *, ar
                   "argmax": argmax, "bn_folded": fold_bn, "opset": OPSET, "target": target,
                   "ops": sorted({n.op_type for n in proto.graph.node})}
         if check:
+            fault = opencv_known_fault(proto, type(model).__name__, version(target)) if target == "opencv" else None
+            if fault is not None:
+                raise fault
             parity = _target_parity(reference, tmp, size, axes, argmax, target)
             check_parity(parity, what=f"ONNX export {path.name} in {NAMES[target]} {version(target)}")
             report["parity"] = parity.to_dict()

@@ -76,10 +76,27 @@ def max_pool2x_with_indices(x, kernel_size, stride=(), padding=(0, 0), dilation=
     return top, op.Add(offset, corner)
 
 
+def hardsigmoid_as_clip(x):
+    """``aten.hardsigmoid`` as PyTorch computes it, ``clip(x + 3, 0, 6) / 6``: any shape, same
+    shape out, instead of the ONNX ``HardSigmoid`` node.
+
+    OpenCV DNN 5.0 and 5.1 rewrite ``Mul(HardSigmoid(a), b)`` as ``HardSwish(a)`` (``a *
+    hardsigmoid(a)``) without checking that ``b`` is ``a``: MobileNetV3's squeeze-excitation gate
+    ``hardsigmoid(s) * x`` with s (N, C, 1, 1) and x (N, C, H, W) then comes out as (N, C, 1, 1),
+    and with equal shapes it comes out with wrong values (``tools/opencv_op_probe.py``). A
+    ``Clip`` is not part of that pattern."""
+    three = op.CastLike(op.Constant(value_float=3.0), x)
+    six = op.CastLike(op.Constant(value_float=6.0), x)
+    zero = op.CastLike(op.Constant(value_float=0.0), x)
+    return op.Div(op.Clip(op.Add(x, three), zero, six), six)
+
+
 def translation_table(target: str) -> dict:
     """``torch.onnx.export(custom_translation_table=...)`` for the standard-op graph form of
     ``target`` (``opencv`` or ``openvino``)."""
     table = {torch.ops.aten.max_unpool2d.default: max_unpool2x}
+    if target == "opencv":
+        table[torch.ops.aten.hardsigmoid.default] = hardsigmoid_as_clip
     if target == "openvino":
         table[torch.ops.aten.max_pool2d_with_indices.default] = max_pool2x_with_indices
     return table
