@@ -33,7 +33,7 @@ FORMAT = "rtseg-checkpoint"
 VERSION = 1
 
 #: Models shipped inside the package: name -> file under rtseg/shipped/ (weights, logs, model card).
-SHIPPED_WEIGHTS = {"enet-camvid": "enet_camvid.pt"}
+SHIPPED_WEIGHTS = {"edanet-camvid": "edanet_camvid.pt", "enet-camvid": "enet_camvid.pt"}
 DEFAULT_WEIGHTS = "enet-camvid"
 
 

@@ -101,7 +101,7 @@ def test_python_dash_m_rtseg_runs_the_cli():
                            "--dataset", "camvid"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["rtseg eval: error: weights not found: 'nothing-here.pt' is "
-                                                "neither a file nor a shipped model (enet-camvid)"]
+                                                "neither a file nor a shipped model (edanet-camvid, enet-camvid)"]
 
 
 def _top(module: str) -> str:

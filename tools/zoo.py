@@ -42,7 +42,8 @@ PUBLISHED = {
 
 #: Same-run latency comparisons (tools/backends_alternating.py --json), the figures that decide
 #: what ships: every model timed in one run, alternating, training stopped.
-SAME_RUN = ("bench/candidates_latency_avx2.json", "bench/edanet_vs_enet_latency_avx2.json")
+SAME_RUN = ("bench/candidates_latency_avx2.json", "bench/edanet_vs_enet_latency_avx2.json",
+            "bench/edanet_vs_enet_latency_amx.json")
 
 #: (backends, iterations, runs) per model for --measure: the heavy networks once, eager only.
 HEAVY = {"fcn8s", "pspnet50", "icnet"}
@@ -127,7 +128,8 @@ def same_run_lines() -> list[str]:
             model, backend = key.split(":", 1)
             best[model] = min(best.get(model, (float("inf"), "")), (row["median_ms"], backend))
         isa = ", ".join(data["machine"].get("isa", ["ISA not recorded"]))
-        figures = "; ".join(f"`{m}` {ms:.1f} ms ({b}, {ms / best['enet'][0]:.2f}x ENet)" for m, (ms, b) in best.items())
+        enet = best["enet"] if "enet" in best else best["enet-camvid"]  # --models or --weights runs
+        figures = "; ".join(f"`{m}` {ms:.1f} ms ({b}, {ms / enet[0]:.2f}x ENet)" for m, (ms, b) in best.items())
         lines += [f"Same run, best backend each ({data['size']}, {data['threads']} threads, {data['runs']} runs "
                   f"alternating, training stopped; {data['machine']['cpu']}, {isa}; `{rel}`): {figures}.", ""]
     return lines
