@@ -45,6 +45,9 @@ PUBLISHED = {
 SAME_RUN = ("bench/candidates_latency_avx2.json", "bench/edanet_vs_enet_latency_avx2.json",
             "bench/edanet_vs_enet_latency_amx.json")
 
+#: Shipped files timed beside the architectures (``latency_key`` in bench/zoo_trained.json).
+TIMED_WEIGHTS = ("edanet-camvid",)
+
 #: (backends, iterations, runs) per model for --measure: the heavy networks once, eager only.
 HEAVY = {"fcn8s", "pspnet50", "icnet"}
 
@@ -55,10 +58,12 @@ def measure(models: list[str]) -> dict:
     data = json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}
     for name in models:
         backends, iters, runs = (("torch",), 3, 2) if name in HEAVY else (("torch", "onnxruntime"), 20, 3)
+        # A shipped name (edanet-camvid) is timed from its file: the pruned EDANet is not the registered one.
+        which = {"weights": name} if name in rtseg.shipped_models() else {"model": name}
         data[name] = {}
         for backend in backends:
             print(f"bench {name} {backend} ...", flush=True)
-            row = rtseg.benchmark(name, size=(360, 480), backend=backend, threads=2, iters=iters, runs=runs,
+            row = rtseg.benchmark(**which, size=(360, 480), backend=backend, threads=2, iters=iters, runs=runs,
                                   progress=False)
             data[name][backend] = {"median_ms": row["median_ms"], "run_median_ms": row["run_median_ms"],
                                    "iters": iters, "runs": runs}
@@ -83,7 +88,7 @@ def build() -> None:
              "## Architectures", "",
              f"Inference parameters (auxiliary heads left out) and GFLOPs (a multiply-add counts 2) for 11 classes; "
              f"CPU latency at 480x360, batch 1, 2 threads, median of fresh-process runs "
-             f"(`rtseg bench --model M --backend B --threads 2 --runs N`) on {machine.get('cpu', 'this CPU')}; `-`: a model "
+             f"(`rtseg bench --model M --backend B --threads 2 --runs N`) on {machine_name(machine)}; `-`: a model "
              f"added after that CPU was lent (`python tools/zoo.py --only M` measures it, on the CPU you have: the "
              f"same-run comparisons below the table are the ones to compare).", "",
              "| model | params (M) | GFLOPs 360x480 | GFLOPs 1024x2048 | CPU ms (torch) | CPU ms (onnxruntime) | "
@@ -94,6 +99,12 @@ def build() -> None:
         ms = {b: f"{lat[b]['median_ms']:.1f}" if b in lat else "-" for b in ("torch", "onnxruntime")}
         lines.append(f"| `{name}` | {r['params'] / 1e6:.2f} | {r['gflops_360x480']:.2f} | {r['gflops_1024x2048']:.1f} | "
                      f"{ms['torch']} | {ms['onnxruntime']} | {', '.join(r['shipped']) or '-'} | {PUBLISHED[name]} |")
+    for name in TIMED_WEIGHTS:
+        if name in latency:
+            ms = {b: f"{latency[name][b]['median_ms']:.1f}" for b in latency[name]}
+            lines += ["", f"The shipped `{name}` is not the registered architecture (rtseg/shipped/"
+                          f"{name.replace('-', '_')}.md); its own file, same CPU: "
+                          + ", ".join(f"{b} {v} ms" for b, v in ms.items()) + "."]
     lines += ["", *same_run_lines(), "## Trained on CamVid here (from scratch)", "",
               "Val is CamVid's val split (sequence 0016E5, which train also covers: it flatters). *Held out* is "
               "a whole sequence kept out of training (0006R0, 101 frames: `--split train/0006R0` after training on "
@@ -103,7 +114,7 @@ def build() -> None:
               "| model | recipe | epochs | train time (threads) | val mIoU | held-out 0006R0 mIoU | CPU ms (torch) |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for t in trained:
-        lat = latency.get(t["model"], {}).get("torch", {}).get("median_ms")
+        lat = trained_latency(t, latency)
         held = f"{t['heldout_miou']:.1f}" if t.get("heldout_miou") is not None else "-"
         minutes = f"{t['train_minutes']:.0f} min ({t.get('threads', 1)})" if t.get("train_minutes") else "-"
         val = f"{t['val_miou']:.1f}" if t.get("val_miou") is not None else "-"
@@ -147,6 +158,18 @@ def _place_labels(ax, points: list[tuple[float, float, str]], min_dy: float) -> 
                     arrowprops=None if ly == y else {"arrowstyle": "-", "color": "0.6", "lw": 0.6})
 
 
+def machine_name(machine: dict) -> str:
+    """The CPU and its vector extensions that matter to these timings (AVX512, VNNI, AMX)."""
+    isa = [f for f in machine.get("isa", []) if f.startswith(("avx512f", "avx512_bf16", "amx"))]
+    return machine.get("cpu", "this CPU") + (f" ({', '.join(isa)})" if isa else " (AVX2 only)" if "isa" in machine else "")
+
+
+def trained_latency(t: dict, latency: dict) -> float | None:
+    """PyTorch ms of a trained row: its ``latency_key`` (a shipped name, for a network the
+    registry does not build, as the pruned EDANet) else its architecture's."""
+    return latency.get(t.get("latency_key", t["model"]), {}).get("torch", {}).get("median_ms")
+
+
 def plot(trained: list[dict], latency: dict) -> None:
     import matplotlib
 
@@ -159,7 +182,7 @@ def plot(trained: list[dict], latency: dict) -> None:
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     val_points, held_points = [], []
     for i, t in enumerate(trained):
-        ms = latency.get(t["model"], {}).get("torch", {}).get("median_ms")
+        ms = trained_latency(t, latency)
         if ms is None:
             continue
         colour = colours[i % len(colours)]
@@ -176,7 +199,8 @@ def plot(trained: list[dict], latency: dict) -> None:
     ax_held.set_title("held-out sequence 0006R0 (trained without it)", fontsize=10)
     ax_val.set_ylabel("mIoU %")
     for ax in (ax_val, ax_held):
-        ax.set_xlabel("CPU latency at 480x360, ms (PyTorch, 2 threads; lower is better)", fontsize=9)
+        ax.set_xlabel(f"CPU latency at 480x360, ms (PyTorch, 2 threads, {latency.get('_machine', {}).get('cpu', 'this CPU')};"
+                      " lower is better)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.margins(x=0.18, y=0.08)  # room for the labels right of the last points
     fig.suptitle("rtseg model zoo: trained from scratch on a 2-core CPU")
@@ -192,7 +216,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import rtseg
 
-    todo = args.only or (rtseg.list_models() if args.measure else [])
+    todo = args.only or ([*rtseg.list_models(), *TIMED_WEIGHTS] if args.measure else [])
     if todo:
         measure(todo)
     build()
