@@ -45,9 +45,6 @@ PUBLISHED = {
 SAME_RUN = ("bench/candidates_latency_avx2.json", "bench/edanet_vs_enet_latency_avx2.json",
             "bench/edanet_vs_enet_latency_amx.json")
 
-#: Shipped files timed beside the architectures (``latency_key`` in bench/zoo_trained.json).
-TIMED_WEIGHTS = ("edanet-camvid",)
-
 #: (backends, iterations, runs) per model for --measure: the heavy networks once, eager only.
 HEAVY = {"fcn8s", "pspnet50", "icnet"}
 
@@ -99,7 +96,7 @@ def build() -> None:
         ms = {b: f"{lat[b]['median_ms']:.1f}" if b in lat else "-" for b in ("torch", "onnxruntime")}
         lines.append(f"| `{name}` | {r['params'] / 1e6:.2f} | {r['gflops_360x480']:.2f} | {r['gflops_1024x2048']:.1f} | "
                      f"{ms['torch']} | {ms['onnxruntime']} | {', '.join(r['shipped']) or '-'} | {PUBLISHED[name]} |")
-    for name in TIMED_WEIGHTS:
+    for name in timed_weights(trained):
         if name in latency:
             ms = {b: f"{latency[name][b]['median_ms']:.1f}" for b in latency[name]}
             lines += ["", f"The shipped `{name}` is not the registered architecture (rtseg/shipped/"
@@ -164,6 +161,11 @@ def machine_name(machine: dict) -> str:
     return machine.get("cpu", "this CPU") + (f" ({', '.join(isa)})" if isa else " (AVX2 only)" if "isa" in machine else "")
 
 
+def timed_weights(trained: list[dict]) -> list[str]:
+    """Shipped files timed beside the architectures: the trained rows' ``latency_key``."""
+    return sorted({t["latency_key"] for t in trained if "latency_key" in t})
+
+
 def trained_latency(t: dict, latency: dict) -> float | None:
     """PyTorch ms of a trained row: its ``latency_key`` (a shipped name, for a network the
     registry does not build, as the pruned EDANet) else its architecture's."""
@@ -216,7 +218,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     import rtseg
 
-    todo = args.only or ([*rtseg.list_models(), *TIMED_WEIGHTS] if args.measure else [])
+    todo = args.only or ([*rtseg.list_models(), *timed_weights(json.loads(TRAINED.read_text()))] if args.measure else [])
     if todo:
         measure(todo)
     build()
