@@ -95,6 +95,16 @@ class LossConfig:
     #: cross-entropy on the pixels the boundary head marks (the paper's 20 and 1).
     boundary_weight: float = 20.0
     boundary_ce_weight: float = 1.0
+    #: Knowledge distillation (rtseg.engine.distill): teachers, shipped names or checkpoints,
+    #: averaged in probability; empty = none. Their maps are computed once per training frame
+    #: (flip-averaged per distill_tta, at distill_size [H, W] when given, e.g. [540, 720]) and
+    #: cached in run.out_dir; the loss adds distill_weight * T^2 * KL(teacher_T || student_T)
+    #: per pixel, T = distill_temperature.
+    distill_teachers: list[str] = field(default_factory=list)
+    distill_weight: float = 1.0
+    distill_temperature: float = 1.0
+    distill_tta: Literal["none", "flip"] = "flip"
+    distill_size: list[int] | None = None
 
 
 @dataclass

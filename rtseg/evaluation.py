@@ -17,7 +17,7 @@ from rtseg.engine.loops import evaluate_loader
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
 from rtseg.metrics import BinaryPRCurve
-from rtseg.models.tta import check_tta, with_tta
+from rtseg.models.tta import ProbabilityAverage, check_tta, with_tta
 from rtseg.runtime import select_device
 from rtseg.visualize import label_panel, plot_confusion_matrix, plot_per_class_iou, save_png
 from rtseg.weights import load_weights
@@ -30,7 +30,9 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
              save_predictions: str | Path | None = None, json_path: str | Path | None = None,
              progress: bool = True, tta: str = "none", runtime: str | None = None) -> dict:
     """Per-class IoU, mIoU (void ignored), pixel and mean class accuracy of ``weights`` (shipped
-    name, checkpoint or ``.onnx``) on ``dataset``/``split``.
+    name, checkpoint or ``.onnx``) on ``dataset``/``split``. Several weights (a list, or names
+    joined by commas) are scored as one ensemble: their softmax outputs averaged
+    (:class:`~rtseg.models.tta.ProbabilityAverage`; the first one sets sizes and normalisation).
 
     Resolution: frames and labels are resized to ``size`` (default: the training config's
     ``data.resize``; none: native). ``full_res``: labels stay at full resolution, the network
@@ -45,8 +47,14 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     Under torchrun each process scores every world_size-th batch and the confusion matrices
     are summed: the figures equal one process's to the last digit; rank 0 writes the files."""
     check_tta(tta)  # an unknown mode is an error before any work
-    loaded = load_weights(weights, threads=threads, runtime=runtime)
+    members = _members(weights)
+    all_loaded = [load_weights(w, threads=threads, runtime=runtime) for w in members]
+    loaded = all_loaded[0]
     classes = loaded.classes
+    for w, other in zip(members[1:], all_loaded[1:]):
+        if other.classes.names != classes.names or (other.mean, other.std) != (loaded.mean, loaded.std):
+            raise RtsegError(f"--weights: {w} has other classes or input normalisation than {members[0]}: "
+                             "the members of an ensemble must agree")
     resize = list(size) if size else loaded.train_resize
     net_size = loaded.fixed_size or (resize if full_res else None)
     frame_size = None if (full_res or loaded.fixed_size) else resize
@@ -58,7 +66,8 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         raise RtsegError(f"{dataset} {split} has no labels to evaluate against")
     run_on = torch.device("cpu") if loaded.is_onnx else select_device(device)
     info, run_on = distributed.setup(run_on)
-    model = with_tta(loaded.model.to(run_on), tta)
+    nets = [lw.model.to(run_on) for lw in all_loaded]
+    model = with_tta(nets[0] if len(nets) == 1 else ProbabilityAverage(nets), tta)
     batches = distributed.shard_batches(len(data), batch_size, info)
     loader = DataLoader(data, batch_sampler=batches, num_workers=workers)
     indices = [i for batch in batches for i in batch]  # this process's frames, in order
@@ -72,7 +81,7 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         "pixel_accuracy": metrics["pixel_accuracy"],
         "mean_class_accuracy": metrics["mean_class_accuracy"],
         "num_images": len(data),
-        "weights": str(weights), "dataset": dataset, "split": split,
+        "weights": str(weights) if len(members) == 1 else ",".join(str(m) for m in members), "dataset": dataset, "split": split,
         "input_size": list(net_size or resize or []) or None,
         "resolution": "training" if frame_size else "full",
         "tta": tta,
@@ -95,3 +104,17 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
             sample = data.samples[index]
             save_png(label_panel(image, target, pred, classes), out / f"{sample.image.stem}.png")
     return result
+
+
+def _members(weights) -> list:
+    """``weights`` as a list: one name or path, several joined by commas, or a list."""
+    if isinstance(weights, (list, tuple)):
+        if not weights:
+            raise RtsegError("--weights: an empty list")
+        return list(weights)
+    if isinstance(weights, str) and "," in weights:
+        parts = [w.strip() for w in weights.split(",")]
+        if not all(parts):
+            raise RtsegError(f"--weights {weights!r}: an empty name between commas")
+        return parts
+    return [weights]

@@ -12,7 +12,9 @@ def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (mIoU, accuracy)",
                        description="Evaluate a model: per-class IoU, mIoU (void ignored), pixel accuracy "
                                    "and mean class accuracy. Prints a table; --json writes the figures.")
-    options.add_weights(p)
+    p.add_argument("--weights", default=None, metavar="W",
+                   help=options.WEIGHTS_HELP + "; several joined by commas (a.pt,b.pt) are scored as one "
+                        "ensemble, their softmax outputs averaged")
     options.add_data(p, "val")
     options.add_json(p, "the metrics")
     options.add_size(p, "the training config's data.resize, else native")

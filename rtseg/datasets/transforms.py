@@ -4,6 +4,12 @@ Every transform takes and returns ``(image, label)``: ``image`` a (3, H, W) tens
 :class:`Normalize`, float after), ``label`` a (H, W) int64 tensor of train ids in which
 :data:`~rtseg.constants.IGNORE_INDEX` marks pixels to ignore. Randomness comes from torch's
 global generator, so DataLoader worker seeding and checkpointed RNG state cover it.
+
+Distillation adds a third tensor, ``soft``: a teacher's (C, H, W) log-probabilities of the frame
+(:mod:`rtseg.engine.distill`). Given ``(image, label, soft)`` a transform returns the triple, and
+the geometric ones move ``soft`` with the label: resized bilinearly, padded with NaN (no teacher
+there: the distillation term skips it), cropped and flipped alike. The random draws are the same
+with or without it, so a run's augmentations do not depend on whether it distils.
 """
 
 from __future__ import annotations
@@ -19,6 +25,18 @@ from rtseg.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
+def _out(image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None):
+    return (image, label) if soft is None else (image, label, soft)
+
+
+def resize_soft(soft: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, H, W) teacher log-probabilities -> (C, h, w), bilinearly (in float32, back to the
+    input dtype: half-precision maps are resized without losing the range)."""
+    if tuple(soft.shape[-2:]) == tuple(size):
+        return soft
+    return F.interpolate(soft[None].float(), size=tuple(size), mode="bilinear", align_corners=False)[0].to(soft.dtype)
+
+
 def resize_pair(image: torch.Tensor, label: torch.Tensor, size: tuple[int, int]) -> Pair:
     """Resize to ``size`` = (H, W): the image bilinearly (antialiased), the label nearest."""
     if tuple(image.shape[-2:]) == tuple(size):
@@ -32,10 +50,11 @@ class Compose:
     def __init__(self, transforms: list) -> None:
         self.transforms = list(transforms)
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None = None):
+        out = (image, label) if soft is None else (image, label, soft)
         for t in self.transforms:
-            image, label = t(image, label)
-        return image, label
+            out = t(*out)
+        return out
 
     def __repr__(self) -> str:
         return "Compose(" + ", ".join(repr(t) for t in self.transforms) + ")"
@@ -47,8 +66,8 @@ class Resize:
 
     size: tuple[int, int]
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
-        return resize_pair(image, label, self.size)
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None = None):
+        return _out(*resize_pair(image, label, self.size), None if soft is None else resize_soft(soft, self.size))
 
 
 @dataclass
@@ -71,29 +90,35 @@ class RandomScaleCrop:
             return float(self.scales[int(torch.randint(0, len(self.scales), (1,)))])
         return float(torch.empty(1).uniform_(self.scale[0], self.scale[1]))
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None = None):
         h, w = image.shape[-2:]
         s = self.draw_scale()
-        image, label = resize_pair(image, label, (max(1, round(h * s)), max(1, round(w * s))))
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        image, label = resize_pair(image, label, size)
+        if soft is not None:
+            soft = resize_soft(soft, size)
         ch, cw = self.crop
         pad_h, pad_w = max(0, ch - image.shape[-2]), max(0, cw - image.shape[-1])
         if pad_h or pad_w:
             image = F.pad(image, (0, pad_w, 0, pad_h), value=0)
             label = F.pad(label, (0, pad_w, 0, pad_h), value=self.ignore_index)
+            if soft is not None:
+                soft = F.pad(soft, (0, pad_w, 0, pad_h), value=float("nan"))
         h, w = image.shape[-2:]
         top = int(torch.randint(0, h - ch + 1, (1,)))
         left = int(torch.randint(0, w - cw + 1, (1,)))
-        return image[..., top:top + ch, left:left + cw], label[top:top + ch, left:left + cw]
+        return _out(image[..., top:top + ch, left:left + cw], label[top:top + ch, left:left + cw],
+                    None if soft is None else soft[..., top:top + ch, left:left + cw])
 
 
 @dataclass
 class RandomHorizontalFlip:
     p: float = 0.5
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None = None):
         if float(torch.rand(1)) < self.p:
-            return image.flip(-1), label.flip(-1)
-        return image, label
+            return _out(image.flip(-1), label.flip(-1), None if soft is None else soft.flip(-1))
+        return _out(image, label, soft)
 
 
 @dataclass
@@ -105,13 +130,13 @@ class RandomBrightnessContrast:
     brightness: tuple[float, float] = (-25.0, 25.0)
     p: float = 0.5
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None = None):
         if float(torch.rand(1)) >= self.p:
-            return image, label
+            return _out(image, label, soft)
         a = float(torch.empty(1).uniform_(*self.contrast))
         b = float(torch.empty(1).uniform_(*self.brightness))
         out = (image.float() - 128.0) * a + 128.0 + b
-        return out.clamp_(0, 255).round_().to(torch.uint8), label
+        return _out(out.clamp_(0, 255).round_().to(torch.uint8), label, soft)
 
 
 @dataclass
@@ -121,8 +146,8 @@ class Normalize:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> Pair:
-        return normalize(image, self.mean, self.std), label
+    def __call__(self, image: torch.Tensor, label: torch.Tensor, soft: torch.Tensor | None = None):
+        return _out(normalize(image, self.mean, self.std), label, soft)
 
 
 def normalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

@@ -33,13 +33,15 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module,
     model.train()
     total_loss, n_images, n_batches, start = 0.0, 0, 0, time.perf_counter()
     bar = progress_bar(loader, desc=desc, unit="batch", progress=progress)
-    for images, targets in bar:
-        images = images.to(device, non_blocking=True)
+    for batch in bar:
+        # (images, targets), or (images, targets, teacher maps) when distilling.
+        images, targets = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        teacher = batch[2].to(device, non_blocking=True) if len(batch) > 2 else None
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        targets = targets.to(device, non_blocking=True)
         with mixed_precision(device, amp):
-            loss = loss_fn(model(images), targets)
+            outputs = model(images)
+            loss = loss_fn(outputs, targets) if teacher is None else loss_fn(outputs, targets, teacher)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(f"loss is {loss.item()} at {desc}, batch {n_batches + 1}: lower optim.lr "
                                         "or check the labels (last.pt holds the last finished epoch)")

@@ -81,11 +81,15 @@ class SegmentationLoss(nn.Module):
         boundary_weight, boundary_ce_weight: PIDNet's 20 and 1.
         ohem_min_kept, ohem_thresh: hard-pixel mining of every cross-entropy term (see
             :func:`ohem_cross_entropy`); ``ohem_min_kept=0`` averages over all pixels.
+        distill_weight, distill_temperature: with a teacher's map passed to ``forward``, add
+            ``distill_weight * T^2 * KL(teacher_T || out_T)`` per pixel
+            (:func:`rtseg.engine.distill.distillation_kl`).
     """
 
     def __init__(self, class_weight: torch.Tensor | None = None, aux_weights: list[float] | tuple = (),
                  ignore_index: int = IGNORE_INDEX, boundary_weight: float = 20.0,
-                 boundary_ce_weight: float = 1.0, ohem_min_kept: int = 0, ohem_thresh: float = 0.7) -> None:
+                 boundary_ce_weight: float = 1.0, ohem_min_kept: int = 0, ohem_thresh: float = 0.7,
+                 distill_weight: float = 0.0, distill_temperature: float = 1.0) -> None:
         super().__init__()
         self.register_buffer("class_weight", class_weight, persistent=False)
         self.aux_weights = list(aux_weights)
@@ -94,6 +98,8 @@ class SegmentationLoss(nn.Module):
         self.boundary_ce_weight = boundary_ce_weight
         self.ohem_min_kept = ohem_min_kept
         self.ohem_thresh = ohem_thresh
+        self.distill_weight = distill_weight
+        self.distill_temperature = distill_temperature
 
     def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = resize_labels(target, tuple(logits.shape[-2:]))
@@ -103,7 +109,10 @@ class SegmentationLoss(nn.Module):
                                       self.ohem_min_kept)
         return F.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
 
-    def forward(self, outputs: dict[str, torch.Tensor] | torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: dict[str, torch.Tensor] | torch.Tensor, target: torch.Tensor,
+                teacher: torch.Tensor | None = None) -> torch.Tensor:
+        """``teacher``: (N, C, H, W) log-probabilities of a distillation teacher (NaN where it
+        has none), or None."""
         if isinstance(outputs, torch.Tensor):
             outputs = {"out": outputs}
         aux_keys = sorted(k for k in outputs if k.startswith("aux"))
@@ -125,4 +134,8 @@ class SegmentationLoss(nn.Module):
             edge_labels = torch.where(confident, labels, torch.full_like(labels, self.ignore_index))
             if self.boundary_ce_weight and bool((edge_labels != self.ignore_index).any()):
                 loss = loss + self.boundary_ce_weight * self._ce(logits, edge_labels)
+        if teacher is not None and self.distill_weight:
+            from rtseg.engine.distill import distillation_kl
+
+            loss = loss + self.distill_weight * distillation_kl(logits, teacher, self.distill_temperature)
         return loss

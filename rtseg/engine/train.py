@@ -73,6 +73,8 @@ def build_loaders(cfg: TrainConfig, dist_info: distributed.DistInfo, device: tor
                                      scales=d.scales)
     val_tf = build_eval_transform(d.resize, mean, std)
     train_set = build_dataset(d.dataset, d.train_split, d.data_root, train_tf, cache=d.cache)
+    if cfg.loss.distill_teachers:
+        train_set = _with_teacher(cfg, train_set, train_tf, dist_info)
     val_set = build_dataset(d.dataset, d.val_split, d.data_root, val_tf, cache=d.cache)
     # One process: a shuffled loader. Several: each takes its share of a per-epoch permutation
     # (the sampler's own generator, seeded by run.seed + epoch, so resuming is exact).
@@ -92,6 +94,27 @@ def build_loaders(cfg: TrainConfig, dist_info: distributed.DistInfo, device: tor
                             num_workers=d.num_workers, generator=torch.Generator().manual_seed(cfg.run.seed))
     input_size = d.resize or list(val_set.load(0)[0].shape[:2])
     return Loaders(train_loader, val_loader, sampler, train_set.classes, input_size)
+
+
+def _with_teacher(cfg: TrainConfig, train_set, train_tf, dist_info: distributed.DistInfo):
+    """The training set with the teacher's map of every frame (``loss.distill_*``; computed once,
+    cached in ``run.out_dir``; rank 0 computes, the others wait and read the cache)."""
+    from rtseg.engine.distill import DistillationDataset, Teacher, teacher_targets
+
+    loss = cfg.loss
+    if loss.distill_weight < 0 or loss.distill_temperature <= 0:
+        raise ConfigError(f"loss.distill_weight must be >= 0 and loss.distill_temperature > 0, got "
+                          f"{loss.distill_weight} and {loss.distill_temperature}")
+    try:
+        teacher = Teacher(loss.distill_teachers, loss.distill_tta, loss.distill_size)
+    except (RtsegError, OSError) as e:
+        raise ConfigError(f"loss.distill_teachers: {e}") from None
+    if dist_info.is_main:
+        maps = teacher_targets(teacher, train_set, cfg.run.out_dir, progress=cfg.run.progress)
+    distributed.barrier()
+    if not dist_info.is_main:
+        maps = teacher_targets(teacher, train_set, cfg.run.out_dir, progress=False)
+    return DistillationDataset(train_set, maps, train_tf)
 
 
 def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tuple[nn.Module, ModelSpec]:
@@ -174,7 +197,9 @@ def build_loss(cfg: TrainConfig, device: torch.device) -> SegmentationLoss:
                           f"{loss.ohem_min_kept} and {loss.ohem_thresh}")
     return SegmentationLoss(weight, loss.aux_weights, boundary_weight=loss.boundary_weight,
                             boundary_ce_weight=loss.boundary_ce_weight, ohem_min_kept=loss.ohem_min_kept,
-                            ohem_thresh=loss.ohem_thresh).to(device)
+                            ohem_thresh=loss.ohem_thresh,
+                            distill_weight=loss.distill_weight if loss.distill_teachers else 0.0,
+                            distill_temperature=loss.distill_temperature).to(device)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -39,6 +39,30 @@ class FlipAverage(nn.Module):
         return ((probs + mirrored) / 2).clamp_min_(1e-12).log()
 
 
+class ProbabilityAverage(nn.Module):
+    """An ensemble: (N, 3, H, W) -> (N, C, H, W) ``log(mean_i softmax(f_i(x)))`` over several
+    networks of the same classes and input normalisation (a distillation teacher, ``rtseg eval
+    --weights a,b``). Like :class:`FlipAverage`, the log of the averaged probabilities is a valid
+    logit tensor. Members whose output size differs are resized to the first one's."""
+
+    def __init__(self, models) -> None:
+        super().__init__()
+        if len(models) < 1:
+            raise ValueError("ProbabilityAverage needs at least one network")
+        self.members = list(models)  # plain callables too (ONNX wrappers): not registered as children
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("ProbabilityAverage is for inference")
+        total = None
+        for m in self.members:
+            p = m(x).float().softmax(1)  # (N, C, H, W)
+            if total is not None and p.shape[-2:] != total.shape[-2:]:
+                p = torch.nn.functional.interpolate(p, size=total.shape[-2:], mode="bilinear", align_corners=False)
+            total = p if total is None else total + p
+        return (total / len(self.members)).clamp_min_(1e-12).log()
+
+
 def check_tta(mode: str) -> str:
     """``mode`` when it is one of :data:`TTA_MODES`, else a one-line error naming ``--tta``."""
     if mode not in TTA_MODES:

@@ -1,0 +1,145 @@
+"""Knowledge distillation from a teacher computed once per frame (``loss.distill_*``).
+
+The teacher is one or several trained networks (shipped names or checkpoints), averaged in
+probability (:class:`~rtseg.models.tta.ProbabilityAverage`), run at its best test-time setting:
+flip-averaged and on an enlarged input (``loss.distill_size``, e.g. 540x720 for 360x480
+frames; its logits come back to the frame's size). That is 2 x 2.25 times a network's work per
+member, so it is run **once per training frame**, before the first epoch, not at every step:
+its (C, H, W) log-probabilities are kept in half precision (CamVid: 367 frames x 11 x 360 x 480
+x 2 bytes = 1.4 GB) and cached in the run folder, keyed by the teachers' weights, the setting
+and the frame list, so a resumed run reads them back instead of recomputing.
+
+At each step the stored map travels with the label through the same random scale, crop and
+flip (:mod:`rtseg.datasets.transforms`), and the loss adds ``distill_weight * T^2 *
+KL(teacher_T || student_T)`` per pixel (:func:`distillation_kl`). A student step therefore
+costs what it costs without a teacher, plus the KL (about 5% for EDANet at 360x480).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from rtseg.datasets.transforms import normalize
+from rtseg.errors import ConfigError
+from rtseg.io import atomic_path
+from rtseg.models.tta import ProbabilityAverage, check_tta, with_tta
+from rtseg.progress import print_line, progress_bar
+from rtseg.weights import LoadedWeights, load_weights
+
+
+class Teacher:
+    """One or several weights averaged in probability, flip-averaged or not, run at ``size``.
+
+    ``__call__(image)``: (3, H, W) uint8 frame -> (C, H, W) float16 log-probabilities at the
+    frame's own size."""
+
+    def __init__(self, weights: list[str], tta: str = "flip", size: list[int] | None = None) -> None:
+        if not weights:
+            raise ConfigError("loss.distill_teachers: expected at least one shipped name or checkpoint")
+        check_tta(tta)
+        if size is not None and (len(size) != 2 or min(size) <= 0):
+            raise ConfigError(f"loss.distill_size: expected [H, W] with positive sides, got {size}")
+        self.loaded: list[LoadedWeights] = [load_weights(w) for w in weights]
+        first = self.loaded[0]
+        for w, lw in zip(weights[1:], self.loaded[1:]):
+            if lw.classes.names != first.classes.names or (lw.mean, lw.std) != (first.mean, first.std):
+                raise ConfigError(f"loss.distill_teachers: {w} has other classes or input normalisation "
+                                  f"than {weights[0]}: a teacher's members must agree")
+        self.weights, self.tta, self.size = list(weights), tta, list(size) if size else None
+        models = [lw.torch_model().eval() for lw in self.loaded]
+        self.model = with_tta(models[0] if len(models) == 1 else ProbabilityAverage(models), tta)
+
+    @property
+    def classes(self):
+        return self.loaded[0].classes
+
+    def fingerprint(self) -> str:
+        """A digest of the members' weights and the setting (what the cached maps depend on)."""
+        h = hashlib.sha256(json.dumps({"tta": self.tta, "size": self.size}).encode())
+        for lw in self.loaded:
+            for key, t in sorted(lw.torch_model().state_dict().items()):
+                h.update(key.encode())
+                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        lw = self.loaded[0]
+        x = normalize(image, lw.mean, lw.std)[None]  # (1, 3, H, W)
+        frame = tuple(x.shape[-2:])
+        if self.size is not None and tuple(self.size) != frame:
+            x = F.interpolate(x, size=tuple(self.size), mode="bilinear", align_corners=False, antialias=True)
+        logits = self.model(x).float()  # (1, C, h, w)
+        if tuple(logits.shape[-2:]) != frame:
+            logits = F.interpolate(logits, size=frame, mode="bilinear", align_corners=False)
+        return logits.log_softmax(1)[0].half()  # (C, H, W)
+
+
+def teacher_targets(teacher: Teacher, dataset, cache_dir: str | Path | None = None,
+                    progress: bool = True) -> list[torch.Tensor]:
+    """The teacher's (C, H, W) float16 log-probabilities of every frame of ``dataset`` (a
+    :class:`~rtseg.datasets.base.SegmentationDataset`, untransformed frames), read from
+    ``cache_dir`` when an earlier run computed them for the same teacher and frames."""
+    if teacher.classes.num_classes != dataset.classes.num_classes:
+        raise ConfigError(f"loss.distill_teachers: the teacher predicts {teacher.classes.num_classes} classes "
+                          f"but the training data has {dataset.classes.num_classes}")
+    key = hashlib.sha256((teacher.fingerprint() + "\n".join(str(s.image) for s in dataset.samples)).encode())
+    path = Path(cache_dir) / f"teacher-{key.hexdigest()[:16]}.pt" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        print_line(f"distillation: the teacher's maps of {len(dataset)} frames read from {path}")
+        return torch.load(path, mmap=True, weights_only=True)
+    maps = []
+    for i in progress_bar(range(len(dataset)), desc="teacher", unit="img", progress=progress):
+        image, _ = dataset.load(i)
+        maps.append(teacher(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)).clone())
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save(maps, tmp)
+        print_line(f"distillation: the teacher's maps of {len(dataset)} frames cached in {path}")
+    return maps
+
+
+class DistillationDataset(Dataset):
+    """A training set whose samples carry the teacher's map: ``(image, label, soft)``, all three
+    through ``transform`` (see :mod:`rtseg.datasets.transforms`)."""
+
+    def __init__(self, base, soft: list[torch.Tensor], transform) -> None:
+        if len(soft) != len(base):
+            raise ValueError(f"{len(soft)} teacher maps for {len(base)} frames")
+        self.base, self.soft, self.transform = base, soft, transform
+        self.classes, self.samples = base.classes, base.samples
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        image, label = self.base.load(index)
+        img_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (3, H, W) uint8
+        lbl_t = torch.from_numpy(label.astype(np.int64))  # (H, W)
+        return self.transform(img_t, lbl_t, self.soft[index])
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Pixel-wise ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the pixels where
+    the teacher has a value (NaN marks padding).
+
+    student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized to the
+    student's size when they differ). The T^2 keeps the gradient's scale independent of T
+    (Hinton et al.)."""
+    teacher = teacher.float()
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+    valid = torch.isfinite(teacher[:, 0])  # (N, H, W)
+    if not bool(valid.any()):
+        return student.sum() * 0.0
+    t = torch.nan_to_num(teacher, nan=0.0).div(temperature).log_softmax(1)
+    s = student.float().div(temperature).log_softmax(1)
+    kl = (t.exp() * (t - s)).sum(1)  # (N, H, W)
+    return temperature ** 2 * kl[valid].mean()
