@@ -18,8 +18,8 @@ def _check_common(model: str | None, weights, backend: str, runs: int, iters: in
         raise RtsegError("give --model NAME (random weights) or --weights W, or --suite")
     if model and model not in list_models():
         raise RtsegError(f"--model {model!r}: expected one of {', '.join(list_models())}")
-    if backend not in BACKENDS:
-        raise RtsegError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend not in BACKENDS and backend != "auto":
+        raise RtsegError(f"--backend {backend!r}: expected auto or one of {', '.join(BACKENDS)}")
     for flag, value in (("--runs", runs), ("--iters", iters), ("--processes", processes)):
         if value < 1:
             raise RtsegError(f"{flag} {value}: expected 1 or more")
@@ -42,6 +42,11 @@ def benchmark(model: str | None = None, weights: str | Path | None = None, *, si
     processes, alternating, and their ratio)."""
     _check_common(model, weights, backend, runs, iters, processes)
     size = tuple(int(v) for v in size)
+    if backend == "auto":  # what video and serve pick here
+        from rtseg.backends import choose
+
+        onnx = str(weights) if weights is not None and str(weights).lower().endswith(".onnx") else None
+        backend = choose("stream", onnx_file=onnx).backend
     if train or train_throughput:
         return benchmark_training(model, size=size, threads=threads, runs=runs, num_classes=num_classes,
                                   batch=batch, grad_checkpoint=grad_checkpoint, train_throughput=train_throughput,

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
-from rtseg.constants import CACHE_ENV, IGNORE_INDEX
+from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets import SegmentationDataset, build_dataset, resolve_data_root
 from rtseg.errors import RtsegError
 from rtseg.io import atomic_write_text
@@ -80,9 +79,9 @@ def full_length_weights(weights: list[float], num_raw_ids: int, void_id: int) ->
 
 
 def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "rtseg")
-    return Path(base) / "class_weights"
+    from rtseg.io import cache_root
+
+    return cache_root() / "class_weights"
 
 
 def compute_class_weights(dataset: str, split: str, method: str, data_root: str | Path | None = None,

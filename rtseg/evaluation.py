@@ -28,7 +28,8 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
              full_res: bool = False, batch_size: int = 4, workers: int = 0, threads: int = 0,
              device: str = "auto", plots: str | Path | None = None,
              save_predictions: str | Path | None = None, json_path: str | Path | None = None,
-             progress: bool = True, tta: str = "none", runtime: str | None = None) -> dict:
+             progress: bool = True, tta: str = "none", runtime: str | None = None,
+             backend: str | None = None, calibrate: str | None = None) -> dict:
     """Per-class IoU, mIoU (void ignored), pixel and mean class accuracy of ``weights`` (shipped
     name, checkpoint or ``.onnx``) on ``dataset``/``split``. Several weights (a list, or names
     joined by commas) are scored as one ensemble: their softmax outputs averaged
@@ -44,17 +45,19 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
     ``tta="flip"``: average the network over the frame and its mirror image (twice the work;
     the result records ``"tta": "flip"``, so the figure is never mistaken for the plain one).
 
+    ``backend``: score the network as that backend runs it (:mod:`rtseg.backends`; the runner
+    ``rtseg predict / video / serve --backend`` build, BN folded, compiled, bf16 or int8), the
+    result records it; None runs the plain PyTorch module. ``calibrate``: ``DATASET:SPLIT:N``
+    frames for an int8 backend (default: the street frames the package carries); scoring a
+    sequence the calibration never saw tells the int8 loss honestly.
+
     Under torchrun each process scores every world_size-th batch and the confusion matrices
     are summed: the figures equal one process's to the last digit; rank 0 writes the files."""
     check_tta(tta)  # an unknown mode is an error before any work
     members = _members(weights)
-    all_loaded = [load_weights(w, threads=threads, runtime=runtime) for w in members]
+    all_loaded = _load_members(members, threads, runtime, backend)
     loaded = all_loaded[0]
     classes = loaded.classes
-    for w, other in zip(members[1:], all_loaded[1:]):
-        if other.classes.names != classes.names or (other.mean, other.std) != (loaded.mean, loaded.std):
-            raise RtsegError(f"--weights: {w} has other classes or input normalisation than {members[0]}: "
-                             "the members of an ensemble must agree")
     resize = list(size) if size else loaded.train_resize
     net_size = loaded.fixed_size or (resize if full_res else None)
     frame_size = None if (full_res or loaded.fixed_size) else resize
@@ -66,7 +69,10 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         raise RtsegError(f"{dataset} {split} has no labels to evaluate against")
     run_on = torch.device("cpu") if loaded.is_onnx else select_device(device)
     info, run_on = distributed.setup(run_on)
-    nets = [lw.model.to(run_on) for lw in all_loaded]
+    if backend is not None:
+        run_on, nets = _backend_runners(all_loaded, backend, calibrate, data_root, threads, run_on)
+    else:
+        nets = [lw.model.to(run_on) for lw in all_loaded]
     model = with_tta(nets[0] if len(nets) == 1 else ProbabilityAverage(nets), tta)
     batches = distributed.shard_batches(len(data), batch_size, info)
     loader = DataLoader(data, batch_sampler=batches, num_workers=workers)
@@ -85,17 +91,27 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         "input_size": list(net_size or resize or []) or None,
         "resolution": "training" if frame_size else "full",
         "tta": tta,
+        "backend": backend or ("torch (plain module)" if not loaded.is_onnx else loaded.name),
     }
     if pr is not None:
         # Perspective (image) space; the official KITTI benchmark scores in bird's-eye view.
         result["road"] = {**pr.compute(), "space": "perspective"}
-    if json_path and info.is_main:
+    _write_outputs(result, classes, cm, data, indices, samples, json_path if info.is_main else None,
+                   plots if info.is_main else None, save_predictions)
+    return result
+
+
+def _write_outputs(result: dict, classes, cm, data, indices: list[int], samples: list, json_path, plots,
+                   save_predictions) -> None:
+    """The JSON, the plots and the prediction panels asked for."""
+    dataset, split = result["dataset"], result["split"]
+    if json_path:
         import json
 
         atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-    if plots and info.is_main:
+    if plots:
         plots = Path(plots)
-        plot_per_class_iou(list(classes.names), metrics["iou"], plots / "per_class_iou.png",
+        plot_per_class_iou(list(classes.names), list(result["per_class_iou"].values()), plots / "per_class_iou.png",
                            title=f"{dataset} {split}: mIoU {100 * result['miou']:.1f}")
         plot_confusion_matrix(list(classes.names), cm.mat.cpu().numpy(), plots / "confusion_matrix.png")
     if save_predictions:
@@ -103,7 +119,19 @@ def evaluate(weights: str | Path | None = None, dataset: str = "camvid", split: 
         for index, (image, target, pred) in zip(indices, samples):
             sample = data.samples[index]
             save_png(label_panel(image, target, pred, classes), out / f"{sample.image.stem}.png")
-    return result
+
+
+def _load_members(members: list, threads: int, runtime: str | None, backend: str | None) -> list:
+    """The weights of every member; an ensemble's members must share classes and normalisation."""
+    if backend is not None and runtime is not None:
+        raise RtsegError("--runtime is the older spelling of --backend: give one of them")
+    all_loaded = [load_weights(w, threads=threads, runtime=_file_runtime(w, backend) or runtime) for w in members]
+    first = all_loaded[0]
+    for w, other in zip(members[1:], all_loaded[1:]):
+        if other.classes.names != first.classes.names or (other.mean, other.std) != (first.mean, first.std):
+            raise RtsegError(f"--weights: {w} has other classes or input normalisation than {members[0]}: "
+                             "the members of an ensemble must agree")
+    return all_loaded
 
 
 def _members(weights) -> list:
@@ -118,3 +146,29 @@ def _members(weights) -> list:
             raise RtsegError(f"--weights {weights!r}: an empty name between commas")
         return parts
     return [weights]
+
+
+def _file_runtime(weights, backend: str | None) -> str | None:
+    """The runtime of an ``.onnx`` member under ``--backend`` (None for PyTorch weights)."""
+    if backend is None or not str(weights).lower().endswith(".onnx"):
+        return None
+    from rtseg.backends import file_backend_runtime
+
+    return file_backend_runtime(str(weights), backend)
+
+
+def _backend_runners(all_loaded, backend: str, calibrate, data_root, threads: int, run_on):
+    """(device, runners): each member run by ``backend`` as :class:`rtseg.Segmenter` runs it."""
+    from rtseg.inference import Segmenter
+
+    calibration = None
+    if calibrate:
+        from rtseg.deploy.quantize import calibration_images
+
+        calibration = calibration_images(calibrate, data_root)
+    nets = []
+    for lw in all_loaded:
+        seg = Segmenter(lw.model, lw.classes, lw.mean, lw.std, lw.input_size, run_on, name=lw.name,
+                        backend=None if lw.is_onnx else backend, threads=threads, calibration=calibration)
+        nets.append(seg.model)
+    return seg.device, nets

@@ -16,7 +16,6 @@ from rtseg.datasets.classes import ClassTable
 from rtseg.datasets.transforms import normalize
 from rtseg.errors import RtsegError
 from rtseg.io import expand_image_inputs
-from rtseg.models.fold import fold_batchnorm
 from rtseg.models.tta import with_tta
 from rtseg.progress import progress_bar
 from rtseg.runtime import (  # noqa: F401
@@ -44,6 +43,10 @@ MAX_INPUT_PIXELS = 8192 * 4096
 #: only binds for large training sizes; without one (the input size is used as is) it keeps a
 #: huge image from running at full size: larger working sizes are scaled down to fit.
 MAX_WORKING_PIXELS = 4 * 2**20
+#: ``rtseg predict --backend auto`` on more inputs than this runs them as a stream: building a
+#: faster runner (10-40 s on 2 cores) saves 10-15 ms a frame for ENet, so it pays over hundreds
+#: of frames, not over a few photos.
+STREAM_IMAGES = 200
 
 
 class ImageSizeError(RtsegError, ValueError):
@@ -100,37 +103,55 @@ class Segmenter:
     size never exceeds :data:`MAX_WORKING_PIXELS`. Every caller (``rtseg predict``, ``rtseg
     video``, the server) goes through :meth:`working_size`, so all get the same limits.
 
-    ``compile=True`` runs the network through :func:`compile_for_inference` (PyTorch models
-    only): worth it for video and for many images of one size, not for a single image.
-    ``tta="flip"`` averages the network over each image and its mirror image (twice the work;
-    see :mod:`rtseg.models.tta`). ``bf16=True`` runs the network in bfloat16
-    (:class:`rtseg.runtime.Bfloat16Inference`; PyTorch models on CPUs with native bf16).
+    ``backend`` names how the network runs (:mod:`rtseg.backends`: ``torch``, ``torch-compile``,
+    ``torch-bf16``, ``torch-int8``, ``onnxruntime[-int8]``, ``opencv``, ``openvino[-int8]``);
+    every command builds it through the same registry, so ``rtseg eval --backend X`` scores what
+    ``predict``, ``video`` and ``serve`` run for X. ``tta="flip"`` averages the network over each
+    image and its mirror image (twice the work; see :mod:`rtseg.models.tta`), whatever the
+    backend. ``compile`` and ``bf16`` are the older spelling of ``torch-compile`` and
+    ``torch-bf16``. ``calibration``: (H, W, 3) uint8 frames for the int8 backends (default: the
+    street frames the package carries).
     """
 
     def __init__(self, model: nn.Module, classes: ClassTable, mean, std,
                  input_size: list[int] | None = None, device: str | torch.device = "cpu",
-                 name: str = "", compile: bool = False, tta: str = "none", bf16: bool = False) -> None:
+                 name: str = "", compile: bool = False, tta: str = "none", bf16: bool = False,
+                 backend: str | None = None, threads: int = 0,
+                 calibration: list[np.ndarray] | None = None) -> None:
+        from rtseg.backends import BuildOptions, build_runner, default_calibration, get_backend
+
         self.device = torch.device(device)
-        if isinstance(model, nn.Module):
-            # Inference only: fold BN into the convolutions and use channels-last, the fastest
-            # layout for CPU convolutions (see rtseg bench).
-            model = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last).eval()
-            if bf16:
-                if self.device.type == "cpu":
-                    check_bf16_support(f"{name or 'this model'}: --bf16")
-                model = Bfloat16Inference(model)
-            if compile:
-                model = compile_for_inference(model)
+        if backend is None:
+            backend = "torch-bf16" if bf16 else "torch-compile" if compile else "torch"
         elif compile or bf16:
-            raise RtsegError(f"{name or 'this model'}: {'compile' if compile else 'bf16'} needs PyTorch weights (a checkpoint or a "
-                             "shipped model), not an exported ONNX file")
+            raise RtsegError(f"--backend {backend}: --compile and --bf16 are the older spelling of "
+                             "--backend torch-compile / torch-bf16; give one of them")
+        b = get_backend(backend)
+        if isinstance(model, nn.Module):
+            if b.onnx_runtime is not None:
+                self.device = torch.device("cpu")  # the graph runtimes run on the CPU
+            if self.device.type == "cpu":  # the instruction-set needs are the CPU's (bf16 is native on GPUs)
+                b.check()
+            if b.requires.calibration and not calibration:
+                calibration = default_calibration()
+            options = BuildOptions(threads=threads, device=self.device, calibration=calibration,
+                                   mean=tuple(mean), std=tuple(std))
+            runner = build_runner(model.to(self.device) if b.onnx_runtime is None else model, backend,
+                                  options=options)
+        elif backend not in ("torch", getattr(model, "runtime", None)):
+            raise RtsegError(f"{name or 'this model'}: --backend {backend} needs PyTorch weights (a checkpoint "
+                             f"or a shipped model); an exported ONNX file runs as it is in "
+                             f"{getattr(model, 'runtime', 'onnxruntime')}")
         else:
-            model = model.eval().to(self.device)  # an exported model's wrapper
-        self.model = with_tta(model, tta)
+            runner = model.eval()  # an exported model's wrapper
+            backend = getattr(model, "runtime", "onnxruntime")
+        self.model = with_tta(runner, tta)
+        #: The backend the network runs on (rtseg.backends).
+        self.backend = backend
         #: "none" or "flip" (test-time flip averaging).
         self.tta = tta
-        #: Compiled with torch.compile: the first call at each input size compiles.
-        self.compiled = compile
+        #: Built on the first frame of each size (compiled, exported or quantised): callers warm up.
+        self.compiled = isinstance(model, nn.Module) and backend != "torch"
         self.classes = classes
         self.mean, self.std = tuple(mean), tuple(std)
         self.input_size = tuple(input_size) if input_size else None
@@ -185,8 +206,8 @@ class Segmenter:
     def predict_logits(self, images: list[np.ndarray]) -> torch.Tensor:
         """(N, C, H, W) float logits at the input size."""
         size = images[0].shape[:2]
-        x = self.preprocess(images).contiguous(memory_format=torch.channels_last)
-        logits = self.model(x)
+        x = self.preprocess(images)  # each backend takes it in its own layout
+        logits = self.model(x).float()
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
@@ -227,18 +248,42 @@ def _read_checked(seg: Segmenter, path: Path) -> np.ndarray:
 
 def load_model(weights: str | Path | None = None, device: str | torch.device = "auto",
                compile: bool = False, threads: int = 0, tta: str = "none", bf16: bool = False,
-               runtime: str | None = None) -> Segmenter:
+               runtime: str | None = None, backend: str | None = None, workload: str = "image",
+               calibration: list[np.ndarray] | None = None, announce=None) -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
     (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
-    (CUDA when available), cpu or cuda; ONNX exports run on the CPU. ``compile``: see
-    :class:`Segmenter`. ``threads``: intra-op threads (0 = library default). ``tta``: "flip" for
-    test-time flip averaging (never the default). ``bf16``: see :class:`Segmenter`. ``runtime``:
-    what runs an ``.onnx`` file (onnxruntime by default, openvino, opencv; see
-    :func:`~rtseg.weights.load_weights`)."""
+    (CUDA when available), cpu or cuda; ONNX exports and the graph backends run on the CPU.
+    ``threads``: intra-op threads (0 = library default). ``tta``: "flip" for test-time flip
+    averaging (never the default).
+
+    ``backend``: how the network runs (:mod:`rtseg.backends`; None = ``torch``). ``"auto"``
+    picks with :func:`rtseg.backends.choose` for ``workload`` ("image": a few photos, "stream":
+    a video or a server) and calls ``announce`` (e.g. ``print``) with the choice and its reason.
+    ``compile``, ``bf16`` and ``runtime`` are the older spelling of ``backend`` (torch-compile,
+    torch-bf16, the runtime of an ``.onnx`` file) and still work. ``calibration``: frames for
+    the int8 backends (default: the street frames the package carries)."""
+    from rtseg.backends import choose
+
+    onnx_file = weights is not None and str(weights).lower().endswith(".onnx")
+    if backend is not None and runtime is not None:
+        raise RtsegError("--runtime is the older spelling of --backend: give one of them")
+    if runtime is not None and not onnx_file:
+        backend, runtime = runtime, None  # --runtime openvino on PyTorch weights: the openvino backend
+    if backend == "auto":
+        if compile or bf16:
+            raise RtsegError("--backend auto: --compile and --bf16 choose a backend themselves; give one of them")
+        choice = choose(workload, onnx_file=str(weights) if onnx_file else None)
+        backend = choice.backend
+        if announce is not None:
+            announce(f"backend {backend} (auto: {choice.reason})")
+    if onnx_file and backend not in (None, "torch"):
+        from rtseg.backends import file_backend_runtime
+
+        runtime = file_backend_runtime(str(weights), backend)
     w = load_weights(weights, threads=threads, runtime=runtime)
     device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
     seg = Segmenter(w.model, w.classes, w.mean, w.std, w.input_size, device, name=w.name, compile=compile, tta=tta,
-                    bf16=bf16)
+                    bf16=bf16, backend=None if w.is_onnx else backend, threads=threads, calibration=calibration)
     seg.fixed_size = w.fixed_size
     return seg
 
@@ -246,7 +291,8 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str | Path | None = None, *,
             device: str = "auto", compile: bool = False, bf16: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
-            skip_existing: bool = False, progress: bool = True, tta: str = "none", runtime: str | None = None) -> dict:
+            skip_existing: bool = False, progress: bool = True, tta: str = "none", runtime: str | None = None,
+            backend: str | None = None, announce=None) -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
@@ -269,7 +315,9 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         raise RtsegError("--gif needs every frame in one process: run without torchrun for a GIF")
     all_count = len(paths)
     paths = paths[info.rank::info.world_size]
-    seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta, runtime=runtime)
+    workload = "stream" if len(paths) > STREAM_IMAGES else "image"
+    seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta, runtime=runtime,
+                     backend=backend, workload=workload, announce=announce)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")
@@ -309,5 +357,5 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
     ms = sorted(s * 1000 for s in seconds)
     skipped = distributed.sum_int(skipped)
     return {"images": all_count, "written": all_count - skipped, "skipped": skipped, "out": str(out),
-            "model": seg.name, "device": str(seg.device),
+            "model": seg.name, "device": str(seg.device), "backend": seg.backend,
             "median_ms": round(ms[len(ms) // 2], 2) if ms else float("nan"), "gif": str(gif_path) if gif_path else None}

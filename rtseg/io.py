@@ -28,6 +28,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def cache_root() -> Path:
+    """rtseg's cache folder: ``$RTSEG_CACHE``, else ``$XDG_CACHE_HOME/rtseg`` (``~/.cache/rtseg``)."""
+    import os
+
+    from rtseg.constants import CACHE_ENV
+
+    base = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "rtseg")
+    return Path(base)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

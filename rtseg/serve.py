@@ -352,7 +352,7 @@ async def health(request: Request):
     state = _state(request)
     seg, pool = state.seg, state.pool
     return {"status": "ok", "ready": state.ready, "model": seg.name, "classes": seg.num_classes,
-            "device": str(seg.device), "compiled": seg.compiled, "workers": pool.workers,
+            "device": str(seg.device), "backend": seg.backend, "compiled": seg.compiled, "workers": pool.workers,
             "queue": pool.queue, "in_flight": pool.in_flight, "auth": state.security.api_key is not None}
 
 
@@ -536,9 +536,11 @@ def _add_error_handlers(app) -> None:
 
 def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = None, device: str = "auto",
                compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
-               limits: ServeLimits | None = None, security: ServeSecurity | None = None):
-    """The FastAPI application around ``seg`` (or the model loaded from ``weights``; ``runtime``:
-    what runs an ``.onnx`` file, see :func:`~rtseg.weights.load_weights`).
+               limits: ServeLimits | None = None, security: ServeSecurity | None = None,
+               backend: str | None = None, tta: str = "none", announce=None):
+    """The FastAPI application around ``seg`` (or the model loaded from ``weights`` with
+    ``backend``, see :func:`rtseg.load_model`: ``"auto"`` picks for a stream of requests;
+    ``compile`` and ``runtime`` are its older spelling).
     ``security`` defaults to a loopback server's: loopback Host names, same-origin pages, no key."""
     _require_serve_extra()
     from fastapi import FastAPI
@@ -548,7 +550,8 @@ def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = Non
     quiet_opencv()
     limits, security = limits or ServeLimits(), security or ServeSecurity()
     seg = seg if seg is not None else load_model(weights, device=device, compile=compile, threads=threads,
-                                                          runtime=runtime)
+                                                          runtime=runtime, backend=backend, workload="stream",
+                                                          tta=tta, announce=announce)
     state = ServerState(seg, limits, security, workers)
     app = FastAPI(title="rtseg", version=__version__,
                   description="Real-time semantic segmentation of street scenes. POST an image to "
@@ -595,7 +598,8 @@ def security_for(host: str, allowed_hosts: list[str] | None = None, allowed_orig
 
 def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
-          limits: ServeLimits | None = None, security: ServeSecurity | None = None, log_level: str = "info") -> None:
+          limits: ServeLimits | None = None, security: ServeSecurity | None = None, log_level: str = "info",
+          backend: str | None = None, tta: str = "none", announce=None) -> None:
     """Run the server until interrupted (``rtseg serve``). Binds to 127.0.0.1 unless told otherwise;
     ``security`` defaults to :func:`security_for` ``host``."""
     _require_serve_extra()
@@ -605,7 +609,7 @@ def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: i
     security = security or security_for(host)
     check_address(host, port)  # a port in use is an error before the model loads, not after
     app = create_app(weights=weights, device=device, compile=compile, threads=threads, runtime=runtime, workers=workers,
-                     limits=limits, security=security)
+                     limits=limits, security=security, backend=backend, tta=tta, announce=announce)
     # Frames up to twice the limit get a JSON error and the stream goes on; larger ones are
     # refused by the WebSocket protocol itself (close 1009) before they are held in memory.
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws="auto", ws_max_size=2 * limits.max_bytes)

@@ -221,13 +221,11 @@ def test_predict_and_eval_run_an_export_in_its_runtime_as_pytorch_does(enet_ckpt
     assert scores[1] == pytest.approx(scores[0], abs=0.01)
 
 
-def test_a_runtime_for_pytorch_weights_or_an_unknown_one_is_a_one_line_error(enet_ckpt, tmp_path, capsys):
+def test_runtime_is_the_older_spelling_of_backend_and_an_unknown_one_a_one_line_error(enet_ckpt, tmp_path, capsys):
     from rtseg.cli import main
     from rtseg.errors import CheckpointError
 
-    with pytest.raises(CheckpointError, match=r"^--runtime openvino: runs exported \.onnx files; .*enet\.pt is "
-                                              r"PyTorch weights \(export it first: rtseg export --target openvino"):
-        rtseg.load_model(enet_ckpt, runtime="openvino")
+    assert rtseg.load_model(enet_ckpt, runtime="openvino").backend == "openvino"  # PyTorch weights: exported for it
     with pytest.raises(CheckpointError, match=r"^--runtime 'tensorrt': expected one of onnxruntime, opencv, openvino$"):
         rtseg.load_model(tmp_path / "m.onnx", runtime="tensorrt")
     image = tmp_path / "in.png"
@@ -235,9 +233,11 @@ def test_a_runtime_for_pytorch_weights_or_an_unknown_one_is_a_one_line_error(ene
 
     save_png(image, np.zeros((24, 32, 3), np.uint8))
     assert main(["predict", str(image), "--weights", str(enet_ckpt), "--runtime", "opencv",
-                 "--out", str(tmp_path / "o")]) != 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("rtseg predict: error: --runtime opencv: runs exported .onnx files")
+                 "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert err == ["rtseg: --runtime opencv is deprecated and goes in the next release: use --backend opencv"]
+    assert "(enet, opencv, cpu)" in captured.out
 
 
 def _random_classifiers(name: str) -> torch.nn.Module:

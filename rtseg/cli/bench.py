@@ -20,19 +20,17 @@ def register(sub) -> None:
     options.add_weights(p)
     p.add_argument("--num-classes", type=int, default=11, help="classes for --model without --weights (default 11)")
     options.add_size(p, "360x480")
-    p.add_argument("--backend", choices=BACKENDS, default="torch", help="default torch; an .onnx file: onnxruntime, opencv or openvino (timed as it is); opencv / "
-                        "openvino with a model: exported for that runtime (rtseg export --target); torch-compile: inductor, "
-                        "weights frozen; torch-bf16: the same in bfloat16 (CPUs with AVX512-BF16 or AMX); "
-                        "torch-int8: PyTorch's own int8 (PT2E, oneDNN; pip install 'rtseg[int8]'), "
-                        "onnxruntime-int8 / openvino-int8: ONNX Runtime's static int8 (QDQ) run in that runtime "
-                        "(rtseg export --int8 [--target openvino])")
+    p.add_argument("--backend", choices=["auto", *BACKENDS], default="torch", metavar="NAME",
+                   help=options.backend_help("torch")
+                   + "; with a model, the graph runtimes time it exported for them (rtseg export --target), "
+                     "int8 calibrated on --calibrate")
     options.add_threads(p)
     p.add_argument("--iters", type=int, default=30, help="timed iterations (default 30)")
     p.add_argument("--runs", type=int, default=1,
                    help="repeat in N fresh processes, one after another; report the median of their medians "
                         "and each run's (shows the drift of a shared machine)")
     p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
-                   help="int8 calibration frames (default: synthetic)")
+                   help="int8 calibration frames (default: the street frames the package carries)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")
     p.add_argument("--suite", action="store_true", help="every model x backend of `make bench`")
     p.add_argument("--train", action="store_true",

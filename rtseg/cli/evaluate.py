@@ -11,10 +11,9 @@ from rtseg.cli import options
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a model on a dataset split (mIoU, accuracy)",
                        description="Evaluate a model: per-class IoU, mIoU (void ignored), pixel accuracy "
-                                   "and mean class accuracy. Prints a table; --json writes the figures.")
-    p.add_argument("--weights", default=None, metavar="W",
-                   help=options.WEIGHTS_HELP + "; several joined by commas (a.pt,b.pt) are scored as one "
-                        "ensemble, their softmax outputs averaged")
+                                   "and mean class accuracy. Prints a table; --json writes the figures. Several --weights joined by "
+                                   "commas (a.pt,b.pt) are scored as one ensemble, their softmax outputs averaged.")
+    options.add_weights(p)
     options.add_data(p, "val")
     options.add_json(p, "the metrics")
     options.add_size(p, "the training config's data.resize, else native")
@@ -29,7 +28,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="frames per batch (default 4)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     options.add_threads(p)
-    options.add_runtime(p)
+    options.add_backend(p, None)
+    p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
+                   help="frames an int8 backend calibrates on (default: the street frames the package carries)")
     options.add_device(p)
     p.set_defaults(func=run)
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     r = evaluate(args.weights, args.dataset, args.split, data_root=args.data_root,
                  size=options.parse_size(args.size), full_res=args.full_res, batch_size=args.batch_size,
-                 workers=args.workers, threads=args.threads, runtime=args.runtime, device=args.device, plots=args.plots,
+                 workers=args.workers, threads=args.threads, backend=_eval_backend(args), calibrate=args.calibrate,
+                 device=args.device, plots=args.plots,
                  save_predictions=args.save_predictions, json_path=args.json, tta=args.tta)
     print(f"{args.dataset} {args.split}: {r['num_images']} images")
     width = max(len(n) for n in r["per_class_iou"])
@@ -48,9 +50,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'mIoU':<{width}}  {100 * r['miou']:5.1f}")
     print(f"  pixel accuracy {100 * r['pixel_accuracy']:.1f}, mean class accuracy "
           f"{100 * r['mean_class_accuracy']:.1f}  ({r['resolution']} resolution"
-          f"{', flip-averaged' if r['tta'] == 'flip' else ''})")
+          f"{', flip-averaged' if r['tta'] == 'flip' else ''}, {r['backend']})")
     if "road" in r:
         road = r["road"]
         print(f"  road MaxF {100 * road['max_f']:.2f}, AP {100 * road['average_precision']:.2f} "
               "(perspective space; the KITTI benchmark scores in bird's-eye view)")
     return 0
+
+
+def _eval_backend(args: argparse.Namespace) -> str | None:
+    backend = options.resolve_backend(args)
+    if backend == "auto":
+        from rtseg.backends import choose
+
+        backend = choose("stream", onnx_file=args.weights if str(args.weights).endswith(".onnx") else None).backend
+        print(f"backend {backend} (auto, as video and serve would pick it)", flush=True)
+    return backend

@@ -32,18 +32,54 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
                         "(rtseg export --target RUNTIME); PyTorch weights run in PyTorch")
 
 
+def backend_help(default: str | None) -> str:
+    from rtseg.backends import get_backend, list_backends
+
+    names = "; ".join(f"{n}: {get_backend(n).summary}" for n in list_backends())
+    auto = ("auto: the fastest measured for this CPU among what is installed, for the amount of work (printed; "
+            "docs/deployment.md)")
+    return (f"how the network runs (default {default or 'the plain PyTorch module'}). {auto}; {names}. "
+            "An .onnx file runs as it is in onnxruntime, openvino or opencv")
+
+
+def add_backend(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--backend, and the older spellings it replaces (--runtime, --compile, --bf16: one release of
+    aliases that say so)."""
+    from rtseg.backends import list_backends
+
+    p.add_argument("--backend", default=None, choices=["auto", *list_backends()], metavar="NAME",
+                   help=backend_help(default))
+    p.set_defaults(backend_default=default)
+    p.add_argument("--runtime", default=None, choices=["onnxruntime", "openvino", "opencv"],
+                   help="deprecated: --backend onnxruntime|openvino|opencv")
+    p.add_argument("--compile", action="store_true", help="deprecated: --backend torch-compile")
+    p.add_argument("--bf16", action="store_true", help="deprecated: --backend torch-bf16 (it compiles)")
+
+
+def resolve_backend(args: argparse.Namespace) -> str | None:
+    """The backend the command runs: --backend, else the older --runtime / --compile / --bf16 (with a
+    one-line deprecation on stderr), else the command's default."""
+    import sys
+
+    old = (args.runtime if getattr(args, "runtime", None) else
+           "torch-bf16" if getattr(args, "bf16", False) else "torch-compile" if getattr(args, "compile", False) else None)
+    if old is not None:
+        flag = f"--runtime {args.runtime}" if args.runtime else "--bf16" if args.bf16 else "--compile"
+        if args.backend is not None:
+            raise RtsegError(f"{flag} is the older spelling of --backend: give --backend {args.backend} alone")
+        print(f"rtseg: {flag} is deprecated and goes in the next release: use --backend {old}", file=sys.stderr,
+              flush=True)
+        return old
+    return args.backend or args.backend_default
+
+
 def add_inference(p: argparse.ArgumentParser, unit: str) -> None:
-    """How images go through the network: --alpha, --device, --threads, --runtime, --compile, --bf16."""
+    """How images go through the network: --alpha, --device, --threads, --backend (and its older
+    spellings)."""
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     add_device(p)
     add_threads(p)
-    add_runtime(p)
-    p.add_argument("--compile", action="store_true",
-                   help=f"torch.compile the network (PyTorch weights): faster per {unit} after a one-off "
-                        f"compilation of 15-40 s per input size; for many {unit}s of one size")
-    p.add_argument("--bf16", action="store_true",
-                   help="run the network in bfloat16 (PyTorch weights, CPUs with AVX512-BF16 or AMX; with --compile "
-                        "ENet ran 1.2-1.4x faster, 99.6%% of pixels as float32); refused on CPUs that would emulate it")
+    add_backend(p, "auto")
 
 
 def add_tta(p: argparse.ArgumentParser) -> None:

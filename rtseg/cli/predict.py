@@ -32,13 +32,12 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from rtseg.inference import predict
 
-    if args.compile:
-        print("--compile: the first image of each size compiles the network (15-40 s on a small CPU)", flush=True)
-    r = predict(args.inputs, args.out, args.weights, device=args.device, compile=args.compile, threads=args.threads, runtime=args.runtime,
-                bf16=args.bf16, alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
-                skip_existing=args.skip_existing, tta=args.tta)
+    backend = options.resolve_backend(args)
+    r = predict(args.inputs, args.out, args.weights, device=args.device, threads=args.threads, backend=backend,
+                alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
+                skip_existing=args.skip_existing, tta=args.tta, announce=lambda m: print(m, flush=True))
     skipped = f", {r['skipped']} already there" if r["skipped"] else ""
     tta = ", flip-averaged" if args.tta == "flip" else ""
-    print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['device']}{tta}): "
+    print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['backend']}, {r['device']}{tta}): "
           f"{r['median_ms']:.1f} ms per frame (median, preprocessing + network)")
     return 0

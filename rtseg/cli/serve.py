@@ -41,10 +41,8 @@ def register(sub) -> None:
                         "for them; default: only the server's own page")
     options.add_device(p)
     options.add_threads(p)
-    options.add_runtime(p)
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the network; compiles for the model's size at start-up (/health "
-                        "says ready when done)")
+    options.add_backend(p, "auto")
+    options.add_tta(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
     p.set_defaults(func=run)
@@ -67,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     check_address(args.host, args.port)
     security = security_for(args.host, _names(args.allowed_hosts), _names(args.allowed_origins), args.api_key)
     print(f"rtseg serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True)
-    serve(args.weights, host=args.host, port=args.port, device=args.device, compile=args.compile,
-          threads=args.threads, runtime=args.runtime, workers=args.workers, limits=limits, security=security, log_level=args.log_level)
+    serve(args.weights, host=args.host, port=args.port, device=args.device, backend=options.resolve_backend(args),
+          threads=args.threads, workers=args.workers, limits=limits, security=security, log_level=args.log_level,
+          tta=args.tta, announce=lambda m: print(m, flush=True))
     return 0
 
 

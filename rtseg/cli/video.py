@@ -26,19 +26,22 @@ def register(sub) -> None:
                    help="frames per network pass (default 2 for files and folders: cheaper per frame; "
                         "1 for a camera: lower latency)")
     options.add_inference(p, "frame")
+    options.add_tta(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rtseg.video import process_video
 
-    def announce(_seg) -> None:
-        if args.compile:
-            print("--compile: compiling the network on the first frame (15-40 s on a small CPU)", flush=True)
+    def announce(seg) -> None:
+        if seg.compiled:
+            print(f"{seg.backend}: building the network for the first frame's size (10-40 s on a small CPU; "
+                  "exports are cached)", flush=True)
 
-    stats = process_video(args.input, args.out, args.weights, device=args.device, compile=args.compile,
-                          bf16=args.bf16, threads=args.threads, runtime=args.runtime, gif=args.gif, alpha=args.alpha, fps=args.fps,
-                          labels_only=args.labels_only, batch=args.batch, on_ready=announce)
+    stats = process_video(args.input, args.out, args.weights, device=args.device, backend=options.resolve_backend(args),
+                          threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps, tta=args.tta,
+                          labels_only=args.labels_only, batch=args.batch, on_ready=announce,
+                          announce=lambda m: print(m, flush=True))
     n = stats["frames_out"]
     what = "class-index PNGs" if stats["labels_only"] else f"frames at {stats['source_fps']:.1f} fps"
     print(f"{n} {what} -> {stats['output']}")

@@ -8,102 +8,48 @@ training modes (weights or an architecture, single run or fresh-process repeats)
 from __future__ import annotations
 
 import statistics
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.errors import RtsegError
 
 # count_flops / count_params / machine_info live beside the models and in rtseg.measure; the names
 # stay importable from here for existing callers (tests/test_models.py, tools/serve_load.py).
 from rtseg.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process, time_calls
 from rtseg.models.stats import count_flops, count_params
-from rtseg.onnx_runtimes import RUNTIMES, load_runner
+from rtseg.onnx_runtimes import RUNTIMES
 
 __all__ = ["BACKENDS", "BENCH_SUITE", "bench_markdown", "benchmark_inference", "benchmark_suite", "count_flops",
            "count_params", "machine_info", "time_network"]
 
-#: Backends that run an ONNX graph; the ``-int8`` ones quantise the float graph first (QDQ).
-GRAPH_BACKENDS = ("onnxruntime", "onnxruntime-int8", "opencv", "openvino", "openvino-int8")
-#: ``torch-int8``: PyTorch's own static int8 (PT2E, oneDNN int8 convolutions; rtseg.deploy.pt2e).
-#: ``torch-bf16``: compiled in bfloat16 (CPUs with native bf16 only; rtseg.runtime.Bfloat16Inference).
-BACKENDS = ("torch", "torch-compile", "torch-bf16", "torch-int8", *GRAPH_BACKENDS)
-#: Backends calibrated on frames (``--calibrate``; synthetic frames without it).
-INT8_BACKENDS = ("torch-int8", "onnxruntime-int8", "openvino-int8")
+from rtseg.backends import BuildOptions, build_runner, default_calibration, file_runner, get_backend, list_backends
+
+#: Every backend of the registry (rtseg.backends), in its order.
+BACKENDS = tuple(list_backends())
+#: Backends calibrated on frames (``--calibrate``; the shipped street frames without it).
+INT8_BACKENDS = tuple(b for b in BACKENDS if get_backend(b).requires.calibration)
 
 
-def _runtime(backend: str) -> str:
-    """The runtime that runs a graph backend's file: ``openvino-int8`` -> ``openvino``."""
-    return backend.removesuffix("-int8")
-
-
-def _frames_or_synthetic(calibration: list[np.ndarray] | None, size: tuple[int, int]) -> list[np.ndarray]:
-    return calibration or [np.random.default_rng(i).standard_normal((1, 3, *size)).astype(np.float32)
-                           for i in range(8)]
-
-
-def _graph_for(model: nn.Module | None, size: tuple[int, int], backend: str, tmp: Path, onnx_file,
-               calibration: list[np.ndarray] | None, metadata: dict | None) -> Path:
-    """The ONNX file ``backend`` times: ``onnx_file`` as it is, or ``model`` exported for the
-    backend's runtime (int8: quantised on ``calibration``, synthetic frames when None)."""
+def _runners(model: nn.Module | None, backend: str, x: torch.Tensor, options: BuildOptions, onnx_file):
+    """(runner, torch_runner) for the timing: ``runner(inp=None)`` runs (1, 3, H, W) ``x`` or
+    ``inp``; ``torch_runner`` maps a tensor to a logits tensor (the image -> mask timing). Built by
+    the backend registry, as every command builds it; static-size backends are built here, before
+    the clock starts."""
     if onnx_file is not None:
-        return Path(onnx_file)
-    from rtseg.deploy.export import export_onnx
-
-    path = tmp / "model.onnx"
-    export_onnx(model, path, size, metadata=metadata, target=_runtime(backend))
-    if backend not in INT8_BACKENDS:
-        return path
-    from rtseg.deploy.quantize import quantize_int8
-
-    # The model's float modules, as `rtseg export --int8` ships it.
-    quantize_int8(path, tmp / "int8.onnx", _frames_or_synthetic(calibration, size),
-                  keep_float=list(getattr(model, "int8_keep_float", ())))
-    return tmp / "int8.onnx"
-
-
-def _graph_runner(path: Path, backend: str, threads: int, x: torch.Tensor):
-    """(runner, torch_runner) for a graph: ``runner(inp=None)`` runs (1, 3, H, W) ``x`` or ``inp``,
-    ``torch_runner`` maps a tensor to a logits tensor (the image -> mask timing)."""
-    run = load_runner(path, _runtime(backend), threads, input_shape=tuple(x.shape))
-    xa = x.numpy()
-
-    def runner(inp=None):
-        return run(xa if inp is None else inp.numpy())
-
-    return runner, lambda inp: torch.from_numpy(run(inp.numpy()))
-
-
-def _torch_runner(model: nn.Module, backend: str, x: torch.Tensor, calibration: list[np.ndarray] | None = None):
-    """(runner, torch_runner) for rtseg's PyTorch path: BN folded, channels-last, optionally
-    compiled (``torch-bf16``: in bfloat16; ``torch-int8``: quantised on ``calibration``,
-    synthetic frames when None)."""
-    from rtseg.models.fold import fold_batchnorm
-
-    if backend == "torch-int8":
-        from rtseg.deploy.pt2e import check_support, compile_int8
-
-        check_support("--backend torch-int8")
-        net = compile_int8(model, _frames_or_synthetic(calibration, tuple(x.shape[-2:])))
+        run = file_runner(str(onnx_file), backend, options)
     else:
-        net = fold_batchnorm(model).to(memory_format=torch.channels_last)
-    if backend == "torch-bf16":
-        from rtseg.runtime import Bfloat16Inference, check_bf16_support
-
-        check_bf16_support("--backend torch-bf16")
-        net = Bfloat16Inference(net)
-    if backend in ("torch-compile", "torch-bf16"):
-        from rtseg.runtime import compile_for_inference
-
-        net = compile_for_inference(net)
-    xc = x.contiguous(memory_format=torch.channels_last)
+        run = build_runner(model, backend, size=tuple(x.shape[-2:]), options=options)
+    if hasattr(run, "runner"):  # PerShape: export / quantise / compile for this shape now
+        run = run.runner(tuple(x.shape))
+    xc = x.contiguous(memory_format=torch.channels_last) if backend.startswith("torch") else x
 
     def runner(inp=None):
         with torch.inference_mode():
-            return net(xc if inp is None else inp.contiguous(memory_format=torch.channels_last))
+            return run(xc if inp is None else inp)
 
     return runner, runner
 
@@ -116,8 +62,7 @@ def _latency(times: list[float], prefix: str = "") -> dict:
 
 
 def _check_network_backend(backend: str, onnx_file) -> None:
-    if backend not in BACKENDS:
-        raise RtsegError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    get_backend(backend)  # one line naming --backend when unknown
     if onnx_file is not None and backend not in RUNTIMES:
         raise RtsegError(f"{onnx_file} is an ONNX graph: it runs with --backend {'|'.join(RUNTIMES)} only "
                          f"(not {backend}); give a checkpoint or a shipped model for the other backends")
@@ -125,13 +70,15 @@ def _check_network_backend(backend: str, onnx_file) -> None:
 
 def time_network(model: nn.Module | None, size: tuple[int, int], backend: str, threads: int = 0, *,
                  warmup: int = 5, iters: int = 30, end_to_end=None, calibration: list[np.ndarray] | None = None,
-                 metadata: dict | None = None, onnx_file: str | Path | None = None) -> dict:
+                 metadata: dict | None = None, onnx_file: str | Path | None = None,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> dict:
     """Median / p90 latency of the network alone at batch 1, FPS, parameters, GFLOPs, peak memory.
 
     ``end_to_end``: optional ``(runner) -> callable`` timing the image -> mask path around the
-    network (pre- and post-processing included). ``calibration``: frames for int8.
-    ``onnx_file``: time this exported graph as it is (an ONNX runtime backend; ``model`` is None).
-    ONNX backends given a model export it for their runtime (``rtseg export --target``).
+    network (pre- and post-processing included). ``calibration``: (H, W, 3) uint8 frames for
+    int8 (default: the street frames the package carries). ``onnx_file``: time this exported
+    graph as it is (an ONNX runtime backend; ``model`` is None). ONNX backends given a model
+    export it for their runtime (``rtseg export --target``).
     """
     _check_network_backend(backend, onnx_file)
     if threads > 0:
@@ -143,21 +90,25 @@ def time_network(model: nn.Module | None, size: tuple[int, int], backend: str, t
         result.update(params=count_params(model), gflops=round(count_flops(model, size) / 1e9, 3))
     else:
         result.update(params=_onnx_params(onnx_file), gflops=float("nan"))
-    with tempfile.TemporaryDirectory() as tmp:
-        if backend in GRAPH_BACKENDS:
-            path = _graph_for(model, size, backend, Path(tmp), onnx_file, calibration, metadata)
-            result["file_mb"] = round(path.stat().st_size / 2**20, 3)
-            reset_peak_rss()
-            runner, torch_runner = _graph_runner(path, backend, threads, x)
+    b = get_backend(backend)
+    options = BuildOptions(threads=threads, metadata=metadata, mean=tuple(mean), std=tuple(std),
+                           calibration=(calibration or default_calibration()) if b.requires.calibration else None)
+    if b.onnx_runtime is not None:
+        if onnx_file is not None:
+            path = Path(onnx_file)
         else:
-            runner, torch_runner = _torch_runner(model, backend, x, calibration)
-            reset_peak_rss()
-        times = time_calls(runner, warmup, iters)
-        result["peak_mem_mb"] = round(peak_rss_mb(), 1)
-        result.update(_latency(times))
-        if end_to_end is not None:
-            e2e = time_calls(end_to_end(torch_runner), max(1, warmup // 2), max(5, iters // 2))
-            result.update(_latency(e2e, prefix="e2e_"))
+            from rtseg.backends.graph import cached_graph
+
+            path = cached_graph(model, tuple(size), b.onnx_runtime, bool(getattr(b, "int8", False)), options)
+        result["file_mb"] = round(path.stat().st_size / 2**20, 3)
+    reset_peak_rss()
+    runner, torch_runner = _runners(model, backend, x, options, onnx_file)
+    times = time_calls(runner, warmup, iters)
+    result["peak_mem_mb"] = round(peak_rss_mb(), 1)
+    result.update(_latency(times))
+    if end_to_end is not None:
+        e2e = time_calls(end_to_end(torch_runner), max(1, warmup // 2), max(5, iters // 2))
+        result.update(_latency(e2e, prefix="e2e_"))
     return result
 
 
@@ -204,10 +155,9 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
         classes, mean, std = _random_classes(num_classes), IMAGENET_MEAN, IMAGENET_STD
     calibration = None
     if backend in INT8_BACKENDS and calibrate:
-        from rtseg.deploy.quantize import calibration_frames, parse_calibration
+        from rtseg.deploy.quantize import calibration_images
 
-        ds, split, n = parse_calibration(calibrate)
-        calibration = calibration_frames(ds, split, n, tuple(size), mean, std, data_root)
+        calibration = calibration_images(calibrate, data_root)
     image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
     palette = classes.palette_array()
 
@@ -219,7 +169,7 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
         return run
 
     result = time_network(model, tuple(size), backend, threads, iters=iters, end_to_end=end_to_end,
-                          calibration=calibration, metadata=meta, onnx_file=onnx_file)
+                          calibration=calibration, metadata=meta, onnx_file=onnx_file, mean=mean, std=std)
     if backend in INT8_BACKENDS:  # which int8 instructions the figures come from
         from rtseg.runtime import cpu_flags
 

@@ -31,6 +31,17 @@ def calibration_frames(dataset: str, split: str, count: int, size: tuple[int, in
     return [ds[int(i)][0][None].numpy() for i in idx]
 
 
+def calibration_images(spec: str, data_root: str | None = None, option: str = "--calibrate") -> list[np.ndarray]:
+    """``DATASET:SPLIT:N``: N real frames spread evenly over the split, as decoded: (H, W, 3) uint8
+    RGB (the backends resize and normalise them for each input size)."""
+    from rtseg.datasets import build_dataset
+
+    dataset, split, count = parse_calibration(spec, option)
+    ds = build_dataset(dataset, split, data_root)
+    idx = np.linspace(0, len(ds) - 1, num=min(count, len(ds))).round().astype(int)
+    return [ds.load(int(i))[0] for i in idx]
+
+
 def prelu_max_nodes(proto) -> list[str]:
     """Names of the Mul and Max nodes of PReLUs exported as ``max(x, slope * x)``
     (:class:`rtseg.models.fold.PReLUAsMax`). Quantised, they cost the shipped ENet about twice

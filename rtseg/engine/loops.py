@@ -78,8 +78,10 @@ def evaluate_loader(model: nn.Module, loader: DataLoader, num_classes: int, devi
 
     ``input_size``: run the network at this (H, W) and upsample its logits to the labels' size
     (evaluation at full resolution of a model trained smaller). ``pr_curve``: also accumulate
-    the softmax probability of its positive class (KITTI Road MaxF / AP)."""
-    model.eval()
+    the softmax probability of its positive class (KITTI Road MaxF / AP). ``model``: a network
+    or any runner of the contract (a backend's, :mod:`rtseg.backends`)."""
+    if isinstance(model, nn.Module):
+        model.eval()
     cm = ConfusionMatrix(num_classes, device=device)
     samples: list = []
     for images, targets in progress_bar(loader, desc=desc, unit="batch", progress=progress):

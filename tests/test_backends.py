@@ -1,0 +1,163 @@
+"""The backend layer (rtseg.backends): the registry, parity of every backend with float PyTorch on
+real street frames, one-line refusals, the auto rule, and eval scoring what predict runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import rtseg
+from rtseg.backends import (
+    BackendUnavailable,
+    BuildOptions,
+    build_runner,
+    choose,
+    default_calibration,
+    file_runner,
+    get_backend,
+    list_backends,
+)
+from rtseg.datasets.transforms import normalize
+from rtseg.errors import RtsegError
+from rtseg.runtime import class_map
+from rtseg.weights import load_weights
+
+#: Compiling backends cost 20-60 s each on 2 cores: the slow suite runs them.
+SLOW = {"torch-compile", "torch-bf16", "torch-int8"}
+#: Least share of pixels whose class agrees with float PyTorch: float backends, int8 ones.
+FLOAT_AGREEMENT, INT8_AGREEMENT = 0.999, 0.97
+
+
+def _params():
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name for name in list_backends()]
+
+
+def test_the_registry_names_every_backend_once_with_what_it_needs():
+    names = list_backends()
+    assert names[0] == "torch" and len(names) == len(set(names)) == 9
+    for name in names:
+        b = get_backend(name)
+        assert b.name == name and b.summary
+        assert b.requires.calibration == name.endswith("-int8")
+        assert (b.onnx_runtime is not None) == (name.split("-")[0] in ("onnxruntime", "opencv", "openvino"))
+    with pytest.raises(RtsegError, match="--backend 'tensorrt': expected auto or one of torch, "):
+        get_backend("tensorrt")
+
+
+@pytest.fixture(scope="module")
+def street():
+    """The shipped ENet and two real street frames (the package's calibration frames, 360x480)."""
+    loaded = load_weights("enet-camvid")
+    frames = default_calibration(8)[::4]
+    x = torch.cat([normalize(torch.from_numpy(f).permute(2, 0, 1)[None], loaded.mean, loaded.std) for f in frames])
+    with torch.no_grad():
+        reference = class_map(loaded.model.eval()(x))
+    return loaded, x, reference
+
+
+@pytest.mark.parametrize("name", _params())
+def test_every_backend_agrees_with_float_pytorch_on_real_frames(name, street):
+    b = get_backend(name)
+    if b.unavailable():
+        pytest.skip(b.unavailable())
+    loaded, x, reference = street
+    options = BuildOptions(threads=2, calibration=default_calibration(), mean=loaded.mean, std=loaded.std)
+    run = build_runner(loaded.model, name, options=options)
+    pred = torch.cat([class_map(run(x[i:i + 1]).float()) for i in range(len(x))])
+    agreement = float((pred == reference).float().mean())
+    assert agreement >= (INT8_AGREEMENT if b.requires.calibration else FLOAT_AGREEMENT), (name, agreement)
+
+
+def test_refusals_are_one_line_naming_the_backend(monkeypatch):
+    import importlib.util
+
+    import rtseg.backends.base as base
+    import rtseg.runtime
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(base, "find_spec", lambda m: None if m == "openvino" else real(m))
+    why = get_backend("openvino-int8").unavailable()
+    assert why.startswith("--backend openvino-int8: openvino is not installed (pip install") and "\n" not in why
+    model = torch.nn.Conv2d(3, 2, 1)
+    with pytest.raises(BackendUnavailable, match="^--backend openvino: openvino is not installed"):
+        build_runner(model, "openvino")
+    monkeypatch.setattr(rtseg.runtime, "cpu_flags", lambda: dict.fromkeys(rtseg.runtime.CPU_FLAGS, False))
+    why = get_backend("torch-bf16").unavailable()
+    assert why.startswith("--backend torch-bf16: this CPU has none of avx512_bf16, amx_bf16")
+    with pytest.raises(BackendUnavailable, match="int8 needs calibration frames"):
+        monkeypatch.setattr(rtseg.runtime, "cpu_flags", lambda: dict.fromkeys(rtseg.runtime.CPU_FLAGS, True))
+        build_runner(model, "onnxruntime-int8", options=BuildOptions(calibration=None))
+
+
+@pytest.mark.parametrize("flags, installed, expected", [
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, {"openvino"}, "openvino-int8"),   # EPYC with VNNI/BF16
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"}, {"openvino"}, "openvino-int8"),
+    ({"avx2"}, {"openvino"}, "openvino"),                                                  # AVX2 only
+    ({"avx2", "avx512_bf16"}, set(), "torch-bf16"),                                          # no OpenVINO
+    ({"avx2"}, set(), "torch-compile"),
+])
+def test_auto_picks_by_cpu_and_installed_runtimes(monkeypatch, flags, installed, expected):
+    import rtseg.backends as backends
+    import rtseg.runtime
+
+    monkeypatch.setattr(rtseg.runtime, "cpu_flags", lambda: {f: f in flags for f in rtseg.runtime.CPU_FLAGS})
+    runnable = {"torch", "torch-compile", "onnxruntime", "onnxruntime-int8", "opencv"}
+    runnable |= {"openvino", "openvino-int8"} if "openvino" in installed else set()
+    runnable |= {"torch-bf16"} if "avx512_bf16" in flags else set()
+    monkeypatch.setattr(backends, "available_backends", lambda: sorted(runnable))
+    choice = choose("stream")
+    assert choice.backend == expected and choice.reason
+    assert choose("image").backend == "torch"  # a few photos: nothing to build
+    assert choose("stream", onnx_file="m.onnx").backend == "onnxruntime"
+
+
+def test_an_onnx_file_runs_as_it_is_and_int8_backends_refuse_it(tmp_path):
+    with pytest.raises(BackendUnavailable, match="m.onnx is an exported ONNX graph, run as it is by "
+                                                 "onnxruntime, opencv, openvino"):
+        file_runner(str(tmp_path / "m.onnx"), "openvino-int8")
+    with pytest.raises(BackendUnavailable, match="--backend torch-compile"):
+        rtseg.load_model(str(tmp_path / "m.onnx"), backend="torch-compile")
+
+
+def test_eval_scores_exactly_what_predict_runs(enet_ckpt_bn, tiny_camvid):
+    from rtseg.datasets import build_dataset
+    from rtseg.metrics import ConfusionMatrix
+
+    for backend in ("torch", "onnxruntime"):
+        r = rtseg.evaluate(str(enet_ckpt_bn), "camvid", "val", data_root=tiny_camvid, backend=backend,
+                           progress=False, size=[24, 32])
+        assert r["backend"] == backend
+        seg = rtseg.load_model(str(enet_ckpt_bn), device="cpu", backend=backend)
+        data = build_dataset("camvid", "val", tiny_camvid)
+        cm = ConfusionMatrix(11)
+        for i in range(len(data)):
+            image, label = data.load(i)
+            cm.update(torch.from_numpy(seg.predict(image)[None]).long(), torch.from_numpy(label[None]).long())
+        assert r["miou"] == pytest.approx(cm.compute()["miou"], abs=1e-9), backend
+
+
+def test_the_older_flags_still_work_and_say_they_are_deprecated(capsys, tmp_path):
+    from rtseg.cli import main
+
+    assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "a"), "--runtime",
+                 "onnxruntime"]) == 0
+    captured = capsys.readouterr()
+    assert "--runtime onnxruntime is deprecated" in captured.err and "onnxruntime" in captured.out
+    assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "backend torch (auto: a few images" in out
+    assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "c"), "--compile",
+                 "--backend", "torch"]) == 2
+    assert "--compile is the older spelling of --backend: give --backend torch alone" in capsys.readouterr().err
+
+
+def test_tta_runs_on_every_kind_of_backend(enet_ckpt_bn):
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    for backend in ("torch", "onnxruntime"):
+        plain = rtseg.load_model(str(enet_ckpt_bn), device="cpu", backend=backend)
+        flip = rtseg.load_model(str(enet_ckpt_bn), device="cpu", backend=backend, tta="flip")
+        a, b = plain.predict_logits([image]), flip.predict_logits([image])
+        mirrored = plain.predict_logits([image[:, ::-1].copy()]).flip(-1)
+        expected = ((a.softmax(1) + mirrored.softmax(1)) / 2).log()
+        torch.testing.assert_close(b, expected, atol=1e-4, rtol=1e-4)
