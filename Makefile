@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install lint test test-slow test-browser bench bench-serve zoo demo serve docs clean
+.PHONY: install lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs clean
 
 install: $(STAMP)
 
@@ -53,6 +53,13 @@ bench-serve: install
 # python tools/zoo.py --measure re-measures all on this CPU, --only M ... some).
 zoo: install
 	$(PY) tools/zoo.py
+
+# The graphs the package ships for its models (rtseg/shipped/graphs: OpenVINO int8 at the models'
+# 360x480, calibrated on rtseg/shipped/calibration), so --backend auto starts a video
+# at once; rebuild after retraining a shipped model or changing the export (tests/test_backends.py
+# checks they match).
+shipped-graphs: install
+	$(PY) -c "from rtseg.backends.graph import build_shipped_graphs; print(*build_shipped_graphs(), sep='\n')"
 
 # The documentation site into site/ (mkdocs.yml), warnings as errors: a broken link, a missing
 # page or a docstring that no longer matches fails. Builds offline.

@@ -161,3 +161,19 @@ def test_tta_runs_on_every_kind_of_backend(enet_ckpt_bn):
         mirrored = plain.predict_logits([image[:, ::-1].copy()]).flip(-1)
         expected = ((a.softmax(1) + mirrored.softmax(1)) / 2).log()
         torch.testing.assert_close(b, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_shipped_models_carry_their_int8_graphs():
+    # `make shipped-graphs` builds them; a retrained model or a new release without rebuilding
+    # would leave auto exporting and calibrating on the first frame (and a stale file unused).
+    from rtseg.backends.graph import SHIPPED_GRAPH_BACKENDS, graph_name, shipped_graphs
+    from rtseg.checkpoint import shipped_models
+
+    expected = set()
+    for name in shipped_models():
+        loaded = load_weights(name)
+        for backend in SHIPPED_GRAPH_BACKENDS:
+            b = get_backend(backend)
+            options = BuildOptions(calibration=default_calibration(), mean=loaded.mean, std=loaded.std)
+            expected.add(graph_name(loaded.model, tuple(loaded.input_size), b.onnx_runtime, b.int8, options))
+    assert {p.name for p in shipped_graphs().glob("*.onnx")} == expected, "run make shipped-graphs"

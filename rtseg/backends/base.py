@@ -50,8 +50,6 @@ class BuildOptions:
     calibration: list[np.ndarray] | None = None
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
-    #: ONNX metadata written into an exported graph (``rtseg export``'s).
-    metadata: dict | None = None
     #: Module paths kept in float by int8 (the model's ``int8_keep_float``).
     keep_float: tuple[str, ...] = field(default_factory=tuple)
 

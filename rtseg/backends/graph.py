@@ -25,7 +25,7 @@ def export_for(model, size: tuple[int, int], runtime: str, int8: bool, options: 
     from rtseg.deploy.export import export_onnx
 
     path = folder / "model.onnx"
-    export_onnx(model, path, size, metadata=options.metadata, target=runtime)
+    export_onnx(model, path, size, target=runtime)
     if not int8:
         return path
     from rtseg.deploy.quantize import quantize_int8
@@ -37,16 +37,15 @@ def export_for(model, size: tuple[int, int], runtime: str, int8: bool, options: 
 
 def graph_key(model, size: tuple[int, int], runtime: str, int8: bool, options: BuildOptions) -> str:
     """What a built graph depends on: the weights, the architecture, the size, the runtime's graph
-    form, int8 and its calibration frames, the rtseg and runtime versions."""
+    form, int8 and its calibration frames, and the rtseg release that exported it (the file is
+    ONNX: any release of the runtime reads it)."""
     import hashlib
     import json
 
     from rtseg._version import __version__
-    from rtseg.onnx_runtimes import version
 
-    h = hashlib.sha256(json.dumps([type(model).__name__, list(size), runtime, int8, __version__, version(runtime),
-                                   list(options.mean), list(options.std), list(options.keep_float),
-                                   options.metadata or {}], sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps([type(model).__name__, list(size), runtime, int8, __version__,
+                                   list(options.mean), list(options.std), list(options.keep_float)]).encode())
     for key, t in model.state_dict().items():
         h.update(key.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -56,22 +55,72 @@ def graph_key(model, size: tuple[int, int], runtime: str, int8: bool, options: B
     return h.hexdigest()[:24]
 
 
+def graph_name(model, size: tuple[int, int], runtime: str, int8: bool, options: BuildOptions) -> str:
+    return f"{graph_key(model, size, runtime, int8, options)}-{runtime}{'-int8' if int8 else ''}.onnx"
+
+
+def shipped_graphs() -> Path:
+    """Where the package keeps the graphs it ships prebuilt (the shipped models at their size)."""
+    from importlib.resources import files
+
+    return Path(str(files("rtseg") / "shipped" / "graphs"))
+
+
 def cached_graph(model, size: tuple[int, int], runtime: str, int8: bool, options: BuildOptions) -> Path:
-    """The graph file for these weights and this setting, built once and kept in
-    ``rtseg``'s cache (``$RTSEG_CACHE/backends``): exporting and calibrating cost 10-30 s on
-    2 cores, reading the file back well under one."""
+    """The graph file for these weights and this setting: one the package ships (the shipped
+    models at their training size, :func:`build_shipped_graphs`), else one built once and kept in
+    rtseg's cache (``$RTSEG_CACHE/backends``). Exporting and calibrating cost 8-30 s on 2 cores,
+    reading a file back well under one."""
     import shutil
 
     from rtseg.io import atomic_path, cache_root
 
-    path = cache_root() / "backends" / f"{graph_key(model, size, runtime, int8, options)}-{runtime}{'-int8' if int8 else ''}.onnx"
-    if path.is_file():
-        return path
+    name = graph_name(model, size, runtime, int8, options)
+    for path in (shipped_graphs() / name, cache_root() / "backends" / name):
+        if path.is_file():
+            return path
     with tempfile.TemporaryDirectory(prefix="rtseg-backend-") as tmp:
         built = export_for(model, size, runtime, int8, options, Path(tmp))
         with atomic_path(path) as out:
             shutil.copyfile(built, out)
     return path
+
+
+#: The graphs the package ships for each shipped model: what ``auto`` picks on CPUs with int8 dot
+#: products, so a video starts at once and needs no calibration data (0.5-0.7 MB each; the float
+#: graphs, 1.5 MB each, are built on first use and cached instead).
+SHIPPED_GRAPH_BACKENDS = ("openvino-int8",)
+
+
+def build_shipped_graphs(out: Path | None = None) -> list[Path]:
+    """Build the graphs of :data:`SHIPPED_GRAPH_BACKENDS` for every shipped model at its input
+    size, calibrated on the package's frames, into ``rtseg/shipped/graphs`` (``make
+    shipped-graphs``); older files there are removed."""
+    import shutil
+
+    from rtseg.backends import default_calibration, get_backend
+    from rtseg.checkpoint import shipped_models
+    from rtseg.weights import load_weights
+
+    out = Path(out) if out is not None else shipped_graphs()
+    out.mkdir(parents=True, exist_ok=True)
+    keep = []
+    for name in shipped_models():
+        loaded = load_weights(name)
+        size = tuple(loaded.input_size)
+        for backend in SHIPPED_GRAPH_BACKENDS:
+            b = get_backend(backend)
+            options = BuildOptions(calibration=default_calibration() if b.requires.calibration else None,
+                                   mean=tuple(loaded.mean), std=tuple(loaded.std))
+            target = out / graph_name(loaded.model, size, b.onnx_runtime, b.int8, options)
+            if not target.is_file():
+                with tempfile.TemporaryDirectory(prefix="rtseg-backend-") as tmp:
+                    shutil.copyfile(export_for(loaded.model, size, b.onnx_runtime, b.int8, options, Path(tmp)), target)
+            keep.append(target)
+    for old in out.glob("*.onnx"):
+        if old not in keep:
+            old.unlink()
+    return keep
 
 
 def tensor_runner(run) -> Runner:

@@ -70,7 +70,7 @@ def _check_network_backend(backend: str, onnx_file) -> None:
 
 def time_network(model: nn.Module | None, size: tuple[int, int], backend: str, threads: int = 0, *,
                  warmup: int = 5, iters: int = 30, end_to_end=None, calibration: list[np.ndarray] | None = None,
-                 metadata: dict | None = None, onnx_file: str | Path | None = None,
+                 onnx_file: str | Path | None = None,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD) -> dict:
     """Median / p90 latency of the network alone at batch 1, FPS, parameters, GFLOPs, peak memory.
 
@@ -91,7 +91,7 @@ def time_network(model: nn.Module | None, size: tuple[int, int], backend: str, t
     else:
         result.update(params=_onnx_params(onnx_file), gflops=float("nan"))
     b = get_backend(backend)
-    options = BuildOptions(threads=threads, metadata=metadata, mean=tuple(mean), std=tuple(std),
+    options = BuildOptions(threads=threads, mean=tuple(mean), std=tuple(std),
                            calibration=(calibration or default_calibration()) if b.requires.calibration else None)
     if b.onnx_runtime is not None:
         if onnx_file is not None:
@@ -132,11 +132,10 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
     from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
     from rtseg.datasets.transforms import normalize
     from rtseg.models import create_model
-    from rtseg.onnx_model import metadata_from_checkpoint
     from rtseg.runtime import class_map
     from rtseg.weights import load_weights
 
-    onnx_file, meta = None, None
+    onnx_file = None
     if weights:
         loaded = load_weights(weights, threads=threads)
         classes, mean, std = loaded.classes, loaded.mean, loaded.std
@@ -148,7 +147,6 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
                                  f"bench it with --size {loaded.fixed_size[0]}x{loaded.fixed_size[1]}")
         else:
             model = loaded.model
-            meta = metadata_from_checkpoint(loaded.checkpoint, size)
     else:
         torch.manual_seed(0)  # the same random network in every run (and its export checks alike)
         model = create_model(model_name, num_classes=num_classes)
@@ -169,7 +167,7 @@ def _bench_once(model_name: str | None, weights: str | None, size: tuple[int, in
         return run
 
     result = time_network(model, tuple(size), backend, threads, iters=iters, end_to_end=end_to_end,
-                          calibration=calibration, metadata=meta, onnx_file=onnx_file, mean=mean, std=std)
+                          calibration=calibration, onnx_file=onnx_file, mean=mean, std=std)
     if backend in INT8_BACKENDS:  # which int8 instructions the figures come from
         from rtseg.runtime import cpu_flags
 
