@@ -15,7 +15,7 @@ Every command of the ``rtseg`` CLI is a plain function here::
 """
 
 from rtseg._version import __version__
-from rtseg.bench import benchmark
+from rtseg.benchmarks import benchmark
 from rtseg.checkpoint import shipped_models
 from rtseg.class_weights import compute_class_weights, dataset_info
 from rtseg.compress import prune

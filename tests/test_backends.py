@@ -25,8 +25,9 @@ from rtseg.weights import load_weights
 
 #: Compiling backends cost 20-60 s each on 2 cores: the slow suite runs them.
 SLOW = {"torch-compile", "torch-bf16", "torch-int8"}
-#: Least share of pixels whose class agrees with float PyTorch: float backends, int8 ones.
-FLOAT_AGREEMENT, INT8_AGREEMENT = 0.999, 0.97
+#: Least share of pixels whose class agrees with float PyTorch, by the backend's precision
+#: (bf16 keeps 8 bits of mantissa: 99.62-99.88% measured for ENet; int8 98.4-99.5%).
+AGREEMENT = {"float32": 0.999, "bfloat16": 0.99, "int8": 0.97}
 
 
 def _params():
@@ -39,7 +40,7 @@ def test_the_registry_names_every_backend_once_with_what_it_needs():
     for name in names:
         b = get_backend(name)
         assert b.name == name and b.summary
-        assert b.requires.calibration == name.endswith("-int8")
+        assert b.requires.calibration == name.endswith("-int8") == (b.precision == "int8")
         assert (b.onnx_runtime is not None) == (name.split("-")[0] in ("onnxruntime", "opencv", "openvino"))
     with pytest.raises(RtsegError, match="--backend 'tensorrt': expected auto or one of torch, "):
         get_backend("tensorrt")
@@ -66,7 +67,7 @@ def test_every_backend_agrees_with_float_pytorch_on_real_frames(name, street):
     run = build_runner(loaded.model, name, options=options)
     pred = torch.cat([class_map(run(x[i:i + 1]).float()) for i in range(len(x))])
     agreement = float((pred == reference).float().mean())
-    assert agreement >= (INT8_AGREEMENT if b.requires.calibration else FLOAT_AGREEMENT), (name, agreement)
+    assert agreement >= AGREEMENT[b.precision], (name, agreement)
 
 
 def test_refusals_are_one_line_naming_the_backend(monkeypatch):
@@ -146,7 +147,7 @@ def test_the_older_flags_still_work_and_say_they_are_deprecated(capsys, tmp_path
     assert "--runtime onnxruntime is deprecated" in captured.err and "onnxruntime" in captured.out
     assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert "backend torch (auto: a few images" in out
+    assert out.splitlines()[-1].startswith("backend torch (auto: a few images")
     assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "c"), "--compile",
                  "--backend", "torch"]) == 2
     assert "--compile is the older spelling of --backend: give --backend torch alone" in capsys.readouterr().err

@@ -17,11 +17,11 @@ LAYERS = [
     # 0: the bottom: no rtseg module above these
     ("rtseg._version", "rtseg.errors", "rtseg.constants", "rtseg.io", "rtseg.progress", "rtseg.runtime", "rtseg.distributed", "rtseg.config",
      "rtseg.datasets", "rtseg.metrics", "rtseg.checkpoint", "rtseg.models", "rtseg.class_weights",
-     "rtseg.visualize", "rtseg.measure", "rtseg.onnx_runtimes", "rtseg.onnx_model", "rtseg.weights"),
+     "rtseg.visualize", "rtseg.onnx_runtimes", "rtseg.onnx_model", "rtseg.weights"),
     # 1: engine and deploy (the one weights loader they share is below them), the backends (a
     # runner per way of running a network, built on deploy's export and quantisation), and
-    # rtseg.bench, which fronts the inference (deploy) and training (engine) benchmarks
-    ("rtseg.engine", "rtseg.deploy", "rtseg.backends", "rtseg.compress", "rtseg.zoo", "rtseg.bench"),
+    # rtseg.benchmarks, the inference (on the backends) and training (on engine) benchmarks
+    ("rtseg.engine", "rtseg.deploy", "rtseg.backends", "rtseg.benchmarks", "rtseg.compress", "rtseg.zoo"),
     # 2: running trained models on images, video and datasets
     ("rtseg.inference", "rtseg.evaluation", "rtseg.streaming", "rtseg.video", "rtseg.serve"),
     # 3: the command line and the package's front door

@@ -186,7 +186,7 @@ def test_enet_gradient_checkpointing_gives_the_same_gradients():
     ("edanet", 689_485, 0.68e6),  # the authors' code asserts 689,485; the paper rounds to 0.68 M
 ])
 def test_new_networks_match_their_papers(name, params, published):
-    from rtseg.deploy.bench import count_flops
+    from rtseg.benchmarks.inference import count_flops
 
     heads = {"ddrnet23_slim": {"aux_head": False}, "pidnet_s": {"aux_heads": False}, "bisenetv2": {"boosters": False},
              "edanet": {}}

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 import rtseg
 from conftest import trained_like, with_bn_statistics
-from rtseg.deploy.bench import time_network
+from rtseg.benchmarks.inference import time_network
 from rtseg.deploy.export import (
     MIN_PIXEL_AGREEMENT,
     ExportMismatchError,

@@ -40,8 +40,8 @@ def main() -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
     sys.path.insert(0, str(REPO))
+    from rtseg.benchmarks.measure import bench_argv, machine_info, run_bench_process
     from rtseg.errors import RtsegError
-    from rtseg.measure import bench_argv, machine_info, run_bench_process
 
     weights = args.weights.split(",")
     if args.models:  # (model, weights): random weights of each architecture

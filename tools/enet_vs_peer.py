@@ -5,7 +5,7 @@
 
 Each variant is a network and a backend of ``rtseg bench``. Each run starts one process per
 variant (the order rotates from run to run, so drift of a shared machine hits all alike); each
-times its network as ``rtseg bench`` does (:func:`rtseg.deploy.bench.time_network`: batch 1,
+times its network as ``rtseg bench`` does (:func:`rtseg.benchmarks.inference.time_network`: batch 1,
 random weights, 11 classes, BN folded, channels-last; ``torch-compile``: inductor with frozen
 weights; ``torch-bf16``: the same in bfloat16; ``onnxruntime``, ``opencv``, ``openvino``: exported
 for that runtime, as ``rtseg export --target`` writes it; ``onnxruntime-int8``, ``openvino-int8``:
@@ -47,14 +47,14 @@ def build(name: str):
 def child(name: str, size: tuple[int, int], backend: str, threads: int, iters: int) -> dict:
     import torch
 
-    from rtseg.deploy.bench import time_network
+    from rtseg.benchmarks.inference import time_network
 
     torch.manual_seed(0)
     return {"network": name, **time_network(build(name), size, backend, threads, iters=iters)}
 
 
 def compare(runs: int, size: tuple[int, int], variants: list[tuple[str, str]], threads: int, iters: int) -> dict:
-    from rtseg.measure import machine_info
+    from rtseg.benchmarks.measure import machine_info
 
     rows = []
     for run in range(runs):

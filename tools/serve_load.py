@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rtseg.deploy.bench import machine_info
+from rtseg.benchmarks.inference import machine_info
 from rtseg.io import atomic_write_text
 from tests.serve_harness import ServerProcess, load_test
 

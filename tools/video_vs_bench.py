@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from rtseg.measure import run_bench_process
+    from rtseg.benchmarks.measure import run_bench_process
 
     if args.as_video:
         import cv2

@@ -66,6 +66,8 @@ class Backend:
     requires: Requirements = Requirements()
     #: The ONNX runtime that runs an exported ``.onnx`` file as it is, or None (PyTorch backends).
     onnx_runtime: str | None = None
+    #: What the network computes in: float32, bfloat16 or int8 (the parity a test holds it to).
+    precision: str = "float32"
 
     def unavailable(self) -> str | None:
         """Why this backend cannot run on this machine (one line naming it), or None."""

@@ -167,6 +167,7 @@ def graph_backends(runtime: str, module: str, summary: str, int8_summary: str | 
             continue
         b = GraphBackend()
         b.name, b.summary, b.onnx_runtime, b.int8 = runtime + ("-int8" if int8 else ""), text, runtime, int8
+        b.precision = "int8" if int8 else "float32"
         b.requires = runtime_requirements(runtime, module, int8=int8)
         made.append(b)
     return made

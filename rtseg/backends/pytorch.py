@@ -53,6 +53,7 @@ class TorchCompile(Backend):
 class TorchBf16(Backend):
     name = "torch-bf16"
     summary = "torch-compile in bfloat16: CPUs with AVX512-BF16 or AMX (emulated and slower elsewhere)"
+    precision = "bfloat16"
     requires = Requirements(cpu_any=("avx512_bf16", "amx_bf16"),
                             cpu_why="native bfloat16; emulated it is slower than float32")
 

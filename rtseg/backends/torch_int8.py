@@ -9,6 +9,7 @@ from rtseg.backends.base import Backend, BuildOptions, PerShape, Requirements, R
 class TorchInt8(Backend):
     name = "torch-int8"
     summary = "PyTorch PT2E static int8 (oneDNN), calibrated, compiled per input shape"
+    precision = "int8"
     requires = Requirements(packages=(("torchao", "pip install 'rtseg[int8]'"),),
                             cpu_any=("avx2",), cpu_why="oneDNN's int8 kernels", calibration=True, static_size=True)
 

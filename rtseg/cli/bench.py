@@ -9,7 +9,7 @@ from rtseg.cli import options
 
 
 def register(sub) -> None:
-    from rtseg.deploy.bench import BACKENDS
+    from rtseg.benchmarks.inference import BACKENDS
     from rtseg.models import list_models
 
     p = sub.add_parser("bench", help="latency, FPS, parameters, GFLOPs and memory of a model",
@@ -53,8 +53,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtseg.bench import benchmark
-    from rtseg.deploy.bench import bench_markdown, benchmark_suite
+    from rtseg.benchmarks import benchmark
+    from rtseg.benchmarks.inference import bench_markdown, benchmark_suite
 
     size = options.parse_size(args.size) or (360, 480)
     if args.suite:

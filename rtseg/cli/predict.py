@@ -33,11 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from rtseg.inference import predict
 
     backend = options.resolve_backend(args)
+    chosen: list[str] = []  # what auto chose and why: said after the summary (stdout's first line)
     r = predict(args.inputs, args.out, args.weights, device=args.device, threads=args.threads, backend=backend,
                 alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
-                skip_existing=args.skip_existing, tta=args.tta, announce=lambda m: print(m, flush=True))
+                skip_existing=args.skip_existing, tta=args.tta, announce=chosen.append)
     skipped = f", {r['skipped']} already there" if r["skipped"] else ""
     tta = ", flip-averaged" if args.tta == "flip" else ""
     print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['backend']}, {r['device']}{tta}): "
           f"{r['median_ms']:.1f} ms per frame (median, preprocessing + network)")
+    for line in chosen:
+        print(line)
     return 0

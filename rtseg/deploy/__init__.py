@@ -1,1 +1,1 @@
-"""Deployment: BN folding, ONNX / TorchScript export with parity checks, int8, benchmarks, video."""
+"""Deployment: BN folding, ONNX / TorchScript export with parity checks, int8, video."""

@@ -1,7 +1,7 @@
-"""rtseg.measure: the flags a benchmark passes to its fresh processes parse as ``rtseg bench``'s own."""
+"""rtseg.benchmarks.measure: the flags a benchmark passes to its fresh processes parse as ``rtseg bench``'s own."""
 
+from rtseg.benchmarks.measure import bench_argv
 from rtseg.cli import build_parser
-from rtseg.measure import bench_argv
 
 
 def test_bench_argv_writes_flags_that_rtseg_bench_parses_back():

@@ -1,7 +1,7 @@
 """Training benchmarks (``rtseg bench --train``, ``--train-throughput``): one training step's
 peak memory and time, training images/s of rtseg's training path against plain eager PyTorch,
-one process or several under torchrun. The inference benchmarks are :mod:`rtseg.deploy.bench`;
-:func:`rtseg.bench.benchmark` fronts both."""
+one process or several under torchrun. The inference benchmarks are :mod:`rtseg.benchmarks.inference`;
+:func:`rtseg.benchmarks.benchmark` fronts both."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rtseg.benchmarks.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process
 from rtseg.errors import RtsegError
-from rtseg.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process
 
 #: Training paths ``rtseg bench --train-throughput --train-path`` measures.
 TRAIN_PATHS = ("rtseg", "eager")

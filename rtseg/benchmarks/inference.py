@@ -3,7 +3,7 @@
 :func:`time_network` times a network; :func:`benchmark_inference` is ``rtseg bench`` without the
 training modes (weights or an architecture, single run or fresh-process repeats);
 :func:`benchmark_suite` is ``make bench``'s table. The training benchmarks are
-:mod:`rtseg.engine.bench_train`; :func:`rtseg.bench.benchmark` fronts both."""
+:mod:`rtseg.benchmarks.training`; :func:`rtseg.benchmarks.benchmark` fronts both."""
 
 from __future__ import annotations
 
@@ -14,12 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
+# count_flops / count_params / machine_info live beside the models and in rtseg.benchmarks.measure; the names
+# stay importable from here for existing callers (tests/test_models.py, tools/serve_load.py).
+from rtseg.benchmarks.measure import (
+    bench_argv,
+    machine_info,
+    peak_rss_mb,
+    reset_peak_rss,
+    run_bench_process,
+    time_calls,
+)
 from rtseg.constants import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.errors import RtsegError
-
-# count_flops / count_params / machine_info live beside the models and in rtseg.measure; the names
-# stay importable from here for existing callers (tests/test_models.py, tools/serve_load.py).
-from rtseg.measure import bench_argv, machine_info, peak_rss_mb, reset_peak_rss, run_bench_process, time_calls
 from rtseg.models.stats import count_flops, count_params
 from rtseg.onnx_runtimes import RUNTIMES
 
@@ -199,7 +205,7 @@ def benchmark_inference(model: str | None, weights: str | Path | None, *, size: 
                         threads: int, iters: int, runs: int, num_classes: int, calibrate: str | None,
                         data_root: str | Path | None, progress: bool = True) -> dict:
     """``rtseg bench`` on ``backend`` at batch 1 (arguments already checked by
-    :func:`rtseg.bench.benchmark`): ``runs`` > 1 repeats in fresh processes."""
+    :func:`rtseg.benchmarks.benchmark`): ``runs`` > 1 repeats in fresh processes."""
     if backend not in BACKENDS:
         raise RtsegError(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if runs > 1:

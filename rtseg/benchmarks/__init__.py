@@ -1,13 +1,18 @@
-"""``rtseg bench`` / ``rtseg.benchmark``: one front door for the inference benchmarks
-(:mod:`rtseg.deploy.bench`: latency, FPS, size and memory on a backend) and the training
-benchmarks (:mod:`rtseg.engine.bench_train`: a training step's memory, training images/s)."""
+"""``rtseg bench`` / ``rtseg.benchmark``: one front door (:func:`benchmark`, here) for the
+inference and the training benchmarks.
+
+- :mod:`rtseg.benchmarks.inference`: latency, FPS, size and memory on a backend; ``make
+  bench``'s suite and its table.
+- :mod:`rtseg.benchmarks.training`: a training step's memory, training images/s.
+- :mod:`rtseg.benchmarks.measure`: the measuring primitives both use: peak resident memory,
+  timed calls, the machine's description, one ``rtseg bench`` run in a fresh process."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from rtseg.deploy.bench import BACKENDS, benchmark_inference
-from rtseg.engine.bench_train import benchmark_training
+from rtseg.benchmarks.inference import BACKENDS, benchmark_inference
+from rtseg.benchmarks.training import benchmark_training
 from rtseg.errors import RtsegError
 
 

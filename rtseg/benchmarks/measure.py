@@ -1,5 +1,5 @@
-"""Measuring primitives shared by the inference benchmarks (``rtseg.deploy.bench``) and the
-training benchmarks (``rtseg.engine.bench_train``): peak resident memory, timed calls, the
+"""Measuring primitives shared by the inference benchmarks (``rtseg.benchmarks.inference``) and the
+training benchmarks (``rtseg.benchmarks.training``): peak resident memory, timed calls, the
 machine's description, and one ``rtseg bench`` run in a fresh process."""
 
 from __future__ import annotations
