@@ -18,14 +18,7 @@ from rtseg.errors import RtsegError
 from rtseg.io import expand_image_inputs
 from rtseg.models.tta import with_tta
 from rtseg.progress import progress_bar
-from rtseg.runtime import (  # noqa: F401
-    Bfloat16Inference,
-    check_bf16_support,
-    class_map,
-    compile_for_inference,
-    reuse_freed_memory,
-    select_device,
-)
+from rtseg.runtime import class_map, reuse_freed_memory, select_device  # noqa: F401
 from rtseg.visualize import overlay, panel, save_gif, save_png
 from rtseg.weights import load_weights
 

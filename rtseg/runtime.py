@@ -1,7 +1,9 @@
-"""How networks run fast on this machine: class maps, allocator settings, torch.compile.
+"""What this machine offers and how torch uses it: its CPU's instruction sets, threads, the
+device, mixed precision in training, the allocator setting, and the class map of logits.
 
 The bottom layer: torch only. Training, evaluation, benchmarks and inference all use these, so
-they live below every one of them (``rtseg.inference`` re-exports them)."""
+they live below every one of them. How a trained network runs (compiled, bf16, int8, a graph
+runtime) is :mod:`rtseg.backends`."""
 
 from __future__ import annotations
 
@@ -41,59 +43,6 @@ def reuse_freed_memory() -> bool:
     # Serve allocations up to 32 MB (glibc's maximum) from the heap, and never trim freed heap
     # memory below 1 GB.
     return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(mallopt(m_trim_threshold, 2**30))
-
-
-class FrozenCompiled(nn.Module):
-    """A network compiled by inductor with its weights frozen in: see :func:`compile_for_inference`.
-    ``_orig_mod`` is the plain network (as for ``torch.compile``'s own wrapper)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self._orig_mod = model
-        # Kept out of the module tree: its parameters are ``_orig_mod``'s, listed once.
-        self.__dict__["compiled"] = torch.compile(model, dynamic=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Freezing is read from inductor's global config while a graph compiles (the first call
-        # at each size). Passed as torch.compile(options={"freezing": True}) it is not applied
-        # (torch 2.14, measured with torch.profiler): ENet then ran 75 of its 89 convolutions
-        # through aten's slow reference kernel (thnn_conv2d) instead of oneDNN's. Frozen, all 89
-        # run prepacked oneDNN kernels, 25 with the residual add fused in.
-        with torch._inductor.config.patch(freezing=True):
-            return self.compiled(x)
-
-
-def compile_for_inference(model: nn.Module) -> FrozenCompiled:
-    """``torch.compile`` (inductor) for inference: weights frozen into the graph as constants and
-    pre-packed for the CPU convolution kernels, one static graph per input size. The first call
-    at each size compiles (ENet: 15-40 s on a 2-core CPU); later calls are faster than eager
-    (ENet: see the README's bench table). Call it under ``torch.no_grad()``/``inference_mode``,
-    and do not change the weights afterwards: the compiled graph holds copies."""
-    return FrozenCompiled(model)
-
-
-class Bfloat16Inference(nn.Module):
-    """``model`` with bfloat16 weights and activations: float32 (N, 3, H, W) in, float32 logits
-    out. Where the CPU computes bf16 natively (:func:`cpu_has_native_bf16`) oneDNN's bf16
-    convolutions have twice float32's peak; compiled (:func:`compile_for_inference`), ENet at
-    360x480 ran 1.2-1.4x faster than float32 (``tools/backends_alternating.py``). Elsewhere bf16
-    is emulated and slower: :func:`check_bf16_support`."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.net = model.to(torch.bfloat16)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.to(torch.bfloat16)).float()
-
-
-def check_bf16_support(what: str) -> None:
-    """Refuse bf16 inference (one line naming ``what``) on a CPU that would only emulate it."""
-    if not cpu_has_native_bf16():
-        from rtseg.errors import RtsegError
-
-        raise RtsegError(f"{what}: this CPU has no native bfloat16 (AVX512-BF16 or AMX), so bf16 would be "
-                         "emulated and slower than float32; use torch-compile or torch-int8")
 
 
 #: The x86 instruction sets that decide which CPU kernels run fast: ``avx2`` (oneDNN's int8
