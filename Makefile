@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs clean
+.PHONY: install lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs eval-backends clean
 
 install: $(STAMP)
 
@@ -60,6 +60,18 @@ zoo: install
 # checks they match).
 shipped-graphs: install
 	$(PY) -c "from rtseg.backends.graph import build_shipped_graphs; print(*build_shipped_graphs(), sep='\n')"
+
+# Accuracy of each backend on a sequence neither training nor calibration saw: a model trained
+# without CamVid's 0006R0 (ENet stage A, EDANet stage B1), calibrated on the package's street
+# frames (val, 0006R0 not among them), scored by rtseg eval --backend on all 101 frames of 0006R0
+# (docs/deployment.md). About 10 minutes on 2 cores.
+EVAL_HELDOUT := enetA:bench/campaign/enet_camvid_long/last.pt edanetB1:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
+eval-backends: install
+	@for m in $(EVAL_HELDOUT); do name=$${m%%:*}; w=$${m#*:}; \
+	  for b in plain openvino-int8 torch-bf16 torch-int8 onnxruntime-int8 openvino; do \
+	    extra=$$( [ $$b = plain ] || echo "--backend $$b" ); \
+	    $(VENV)/bin/rtseg eval --weights $$w --dataset camvid --split train/0006R0 --threads 2 $$extra \
+	      --json bench/eval_backends/$${name}_0006R0_$$b.json | grep -E "mIoU|error"; done; done
 
 # The documentation site into site/ (mkdocs.yml), warnings as errors: a broken link, a missing
 # page or a docstring that no longer matches fails. Builds offline.

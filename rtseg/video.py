@@ -364,14 +364,15 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
                   alpha: float = 0.5,
                   fps: float | None = None, labels_only: bool = False, batch: int | None = None,
                   progress: bool = True, on_ready=None, backend: str | None = None, tta: str = "none",
-                  announce=None) -> dict:
+                  announce=None, size: tuple[int, int] | None = None) -> dict:
     """``rtseg video``: a video file, a folder or glob of frames, or a camera index -> a video
     with the prediction overlaid and the measured FPS drawn (see :func:`segment_video`).
     Bad inputs and outputs fail before the model loads. ``on_ready(segmenter)`` is called once
     the model is loaded (the CLI announces compilation there). ``backend``: how the network runs
     (:func:`rtseg.load_model`; ``"auto"`` picks for a stream and calls ``announce`` with the
     choice); ``compile``, ``bf16``, ``runtime`` are its older spelling. ``tta``: "flip" for
-    test-time flip averaging. Returns per-stage timings."""
+    test-time flip averaging. ``size``: the network's working size (:func:`rtseg.load_model`).
+    Returns per-stage timings."""
     if labels_only and gif:
         raise RtsegError("--gif shows overlays: it cannot go with --labels-only")
     if batch is not None and batch < 1:
@@ -379,7 +380,7 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     frames = open_source(str(source), fps=fps)  # fails before any work on a bad input
     check_output(Path(out), labels_only)
     seg = load_model(weights, device=device, compile=compile, bf16=bf16, threads=threads, runtime=runtime,
-                     backend=backend, workload="stream", tta=tta, announce=announce)
+                     backend=backend, workload="stream", tta=tta, announce=announce, size=size)
     if on_ready is not None:
         on_ready(seg)
     return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=progress, labels_only=labels_only,

@@ -26,6 +26,7 @@ def register(sub) -> None:
                    help="leave inputs whose output files all exist (rerun after a stop; with torchrun too)")
     options.add_inference(p, "image")
     options.add_tta(p)
+    options.add_working_size(p)
     p.set_defaults(func=run)
 
 
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     chosen: list[str] = []  # what auto chose and why: said after the summary (stdout's first line)
     r = predict(args.inputs, args.out, args.weights, device=args.device, threads=args.threads, backend=backend,
                 alpha=args.alpha, output_format=args.format, gif=args.gif or False, gif_fps=args.fps,
-                skip_existing=args.skip_existing, tta=args.tta, announce=chosen.append)
+                skip_existing=args.skip_existing, tta=args.tta, announce=chosen.append,
+                size=options.parse_size(args.size))
     skipped = f", {r['skipped']} already there" if r["skipped"] else ""
     tta = ", flip-averaged" if args.tta == "flip" else ""
     print(f"{r['images']} image(s) -> {r['out']}{skipped}  ({r['model']}, {r['backend']}, {r['device']}{tta}): "

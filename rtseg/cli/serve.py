@@ -43,6 +43,7 @@ def register(sub) -> None:
     options.add_threads(p)
     options.add_backend(p, "auto")
     options.add_tta(p)
+    options.add_working_size(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
     p.set_defaults(func=run)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"rtseg serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True)
     serve(args.weights, host=args.host, port=args.port, device=args.device, backend=options.resolve_backend(args),
           threads=args.threads, workers=args.workers, limits=limits, security=security, log_level=args.log_level,
-          tta=args.tta, announce=lambda m: print(m, flush=True))
+          tta=args.tta, announce=lambda m: print(m, flush=True), size=options.parse_size(args.size))
     return 0
 
 

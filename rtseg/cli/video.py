@@ -27,6 +27,7 @@ def register(sub) -> None:
                         "1 for a camera: lower latency)")
     options.add_inference(p, "frame")
     options.add_tta(p)
+    options.add_working_size(p)
     p.set_defaults(func=run)
 
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     stats = process_video(args.input, args.out, args.weights, device=args.device, backend=options.resolve_backend(args),
                           threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps, tta=args.tta,
                           labels_only=args.labels_only, batch=args.batch, on_ready=announce,
+                          size=options.parse_size(args.size),
                           announce=lambda m: print(m, flush=True))
     n = stats["frames_out"]
     what = "class-index PNGs" if stats["labels_only"] else f"frames at {stats['source_fps']:.1f} fps"

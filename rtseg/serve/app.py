@@ -26,7 +26,7 @@ def _require_serve_extra():
 def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = None, device: str = "auto",
                compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
                limits: ServeLimits | None = None, security: ServeSecurity | None = None,
-               backend: str | None = None, tta: str = "none", announce=None):
+               backend: str | None = None, tta: str = "none", announce=None, size=None):
     """The FastAPI application around ``seg`` (or the model loaded from ``weights`` with
     ``backend``, see :func:`rtseg.load_model`: ``"auto"`` picks for a stream of requests;
     ``compile`` and ``runtime`` are its older spelling).
@@ -40,7 +40,7 @@ def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = Non
     limits, security = limits or ServeLimits(), security or ServeSecurity()
     seg = seg if seg is not None else load_model(weights, device=device, compile=compile, threads=threads,
                                                           runtime=runtime, backend=backend, workload="stream",
-                                                          tta=tta, announce=announce)
+                                                          tta=tta, announce=announce, size=size)
     state = ServerState(seg, limits, security, workers)
     app = FastAPI(title="rtseg", version=__version__,
                   description="Real-time semantic segmentation of street scenes. POST an image to "
@@ -73,7 +73,7 @@ def check_address(host: str, port: int) -> None:
 def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
           limits: ServeLimits | None = None, security: ServeSecurity | None = None, log_level: str = "info",
-          backend: str | None = None, tta: str = "none", announce=None) -> None:
+          backend: str | None = None, tta: str = "none", announce=None, size=None) -> None:
     """Run the server until interrupted (``rtseg serve``). Binds to 127.0.0.1 unless told otherwise;
     ``security`` defaults to :func:`security_for` ``host``."""
     _require_serve_extra()
@@ -83,7 +83,8 @@ def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: i
     security = security or security_for(host)
     check_address(host, port)  # a port in use is an error before the model loads, not after
     app = create_app(weights=weights, device=device, compile=compile, threads=threads, runtime=runtime, workers=workers,
-                     limits=limits, security=security, backend=backend, tta=tta, announce=announce)
+                     limits=limits, security=security, backend=backend, tta=tta, announce=announce,
+                     size=size)
     # Frames up to twice the limit get a JSON error and the stream goes on; larger ones are
     # refused by the WebSocket protocol itself (close 1009) before they are held in memory.
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws="auto", ws_max_size=2 * limits.max_bytes)

@@ -1,0 +1,27 @@
+"""rtseg.inference: the working size (--size), the backend a Segmenter reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rtseg
+from rtseg.errors import RtsegError
+
+
+def test_size_sets_the_working_size_and_the_mask_stays_at_the_input_size(enet_ckpt):
+    image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    plain = rtseg.load_model(str(enet_ckpt), device="cpu")  # recorded at 24x32
+    larger = rtseg.load_model(str(enet_ckpt), device="cpu", size=(48, 64))
+    assert plain.working_size(120, 160) == (24, 32) and larger.working_size(120, 160) == (48, 64)
+    assert larger.working_size(240, 480) == (48, 96)  # the shorter side is matched, the aspect kept
+    assert larger.predict(image).shape == (120, 160) and larger.backend == "torch"
+
+
+def test_size_of_a_static_graph_is_refused(enet_ckpt, tmp_path):
+    from rtseg.deploy.export import export
+
+    path = tmp_path / "m.onnx"
+    export(str(enet_ckpt), path, size=(24, 32))
+    with pytest.raises(RtsegError, match="--size: .*m.onnx is a static graph for 24x32"):
+        rtseg.load_model(str(path), size=(48, 64))
