@@ -36,10 +36,6 @@ MAX_INPUT_PIXELS = 8192 * 4096
 #: only binds for large training sizes; without one (the input size is used as is) it keeps a
 #: huge image from running at full size: larger working sizes are scaled down to fit.
 MAX_WORKING_PIXELS = 4 * 2**20
-#: ``rtseg predict --backend auto`` on more inputs than this runs them as a stream: building a
-#: faster runner (10-40 s on 2 cores) saves 10-15 ms a frame for ENet, so it pays over hundreds
-#: of frames, not over a few photos.
-STREAM_IMAGES = 200
 
 
 class ImageSizeError(RtsegError, ValueError):
@@ -225,6 +221,25 @@ class Segmenter:
         return overlay(image, self.colorize(mask), alpha)
 
 
+def _ready(w, size, calibration):
+    """``ready(backend)`` for :func:`rtseg.backends.choose`: the graph of these weights at their
+    size is shipped or cached."""
+    from rtseg.backends import BuildOptions, default_calibration, get_backend
+    from rtseg.backends.graph import graph_ready
+
+    hw = tuple(size or w.input_size or ())
+
+    def ready(name: str) -> bool:
+        b = get_backend(name)
+        if b.onnx_runtime is None or len(hw) != 2:
+            return False
+        calib = (calibration or default_calibration()) if b.requires.calibration else None
+        options = BuildOptions(calibration=calib, mean=tuple(w.mean), std=tuple(w.std))
+        return graph_ready(w.model, hw, b.onnx_runtime, b.precision == "int8", options)
+
+    return ready
+
+
 def _read_checked(seg: Segmenter, path: Path) -> np.ndarray:
     """The image at ``path``, its size checked from the header before decoding (a decompression
     bomb never decodes); the error names the file."""
@@ -243,7 +258,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
                compile: bool = False, threads: int = 0, tta: str = "none", bf16: bool = False,
                runtime: str | None = None, backend: str | None = None, workload: str = "image",
                calibration: list[np.ndarray] | None = None, announce=None,
-               size: tuple[int, int] | list[int] | None = None) -> Segmenter:
+               size: tuple[int, int] | list[int] | None = None, frames: int | None = None) -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
     (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
     (CUDA when available), cpu or cuda; ONNX exports and the graph backends run on the CPU.
@@ -252,7 +267,8 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 
     ``backend``: how the network runs (:mod:`rtseg.backends`; None = ``torch``). ``"auto"``
     picks with :func:`rtseg.backends.choose` for ``workload`` ("image": a few photos, "stream":
-    a video or a server) and calls ``announce`` (e.g. ``print``) with the choice and its reason.
+    a video or a server) of ``frames`` frames (None: unbounded) and calls ``announce`` (e.g.
+    ``print``) with the choice and its reason.
     ``compile``, ``bf16`` and ``runtime`` are the older spelling of ``backend`` (torch-compile,
     torch-bf16, the runtime of an ``.onnx`` file) and still work. ``calibration``: frames for
     the int8 backends (default: the street frames the package carries). ``size``: the (H, W) the
@@ -265,25 +281,26 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
         raise RtsegError("--runtime is the older spelling of --backend: give one of them")
     if runtime is not None and not onnx_file:
         backend, runtime = runtime, None  # --runtime openvino on PyTorch weights: the openvino backend
-    if backend == "auto":
-        if compile or bf16:
-            raise RtsegError("--backend auto: --compile and --bf16 choose a backend themselves; give one of them")
-        choice = choose(workload, onnx_file=str(weights) if onnx_file else None)
-        backend = choice.backend
-        if announce is not None:
-            announce(f"backend {backend} (auto: {choice.reason})")
-    if onnx_file and backend not in (None, "torch"):
+    if onnx_file and backend not in (None, "torch", "auto"):
         from rtseg.backends import file_backend_runtime
 
         runtime = file_backend_runtime(str(weights), backend)
     w = load_weights(weights, threads=threads, runtime=runtime)
+    if backend == "auto":
+        if compile or bf16:
+            raise RtsegError("--backend auto: --compile and --bf16 choose a backend themselves; give one of them")
+        choice = choose(workload, onnx_file=str(weights) if onnx_file else None, frames=frames,
+                        ready=None if w.is_onnx else _ready(w, size, calibration))
+        backend = choice.backend
+        if announce is not None:
+            announce(f"backend {backend} (auto: {choice.reason})")
     device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
     if size is not None and w.fixed_size:
         raise RtsegError(f"--size: {w.source} is a static graph for {w.fixed_size[0]}x{w.fixed_size[1]}; "
                          "export it at the size wanted")
     seg = Segmenter(w.model, w.classes, w.mean, w.std, list(size) if size else w.input_size, device, name=w.name,
-                    compile=compile, tta=tta,
-                    bf16=bf16, backend=None if w.is_onnx else backend, threads=threads, calibration=calibration)
+                    compile=compile, tta=tta, bf16=bf16, backend=None if w.is_onnx else backend, threads=threads,
+                    calibration=calibration)
     seg.fixed_size = w.fixed_size
     return seg
 
@@ -315,9 +332,8 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         raise RtsegError("--gif needs every frame in one process: run without torchrun for a GIF")
     all_count = len(paths)
     paths = paths[info.rank::info.world_size]
-    workload = "stream" if len(paths) > STREAM_IMAGES else "image"
     seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta, runtime=runtime,
-                     backend=backend, workload=workload, announce=announce, size=size)
+                     backend=backend, workload="stream", frames=len(paths), announce=announce, size=size)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")

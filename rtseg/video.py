@@ -380,7 +380,7 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     frames = open_source(str(source), fps=fps)  # fails before any work on a bad input
     check_output(Path(out), labels_only)
     seg = load_model(weights, device=device, compile=compile, bf16=bf16, threads=threads, runtime=runtime,
-                     backend=backend, workload="stream", tta=tta, announce=announce, size=size)
+                     backend=backend, workload="stream", frames=frames.total, tta=tta, announce=announce, size=size)
     if on_ready is not None:
         on_ready(seg)
     return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=progress, labels_only=labels_only,

@@ -101,7 +101,7 @@ def test_refusals_are_one_line_naming_the_backend(monkeypatch):
     ({"avx2", "avx512_bf16"}, set(), "torch-bf16"),                                          # no OpenVINO
     ({"avx2"}, set(), "torch-compile"),
 ])
-def test_auto_picks_by_cpu_and_installed_runtimes(monkeypatch, flags, installed, expected):
+def test_auto_picks_by_cpu_installed_runtimes_and_the_work(monkeypatch, flags, installed, expected):
     import rtseg.backends as backends
     import rtseg.runtime
 
@@ -109,11 +109,19 @@ def test_auto_picks_by_cpu_and_installed_runtimes(monkeypatch, flags, installed,
     runnable = {"torch", "torch-compile", "onnxruntime", "onnxruntime-int8", "opencv"}
     runnable |= {"openvino", "openvino-int8"} if "openvino" in installed else set()
     runnable |= {"torch-bf16"} if "avx512_bf16" in flags else set()
-    monkeypatch.setattr(backends, "available_backends", lambda: sorted(runnable))
-    choice = choose("stream")
-    assert choice.backend == expected and choice.reason
-    assert choose("image").backend == "torch"  # a few photos: nothing to build
+    monkeypatch.setattr(backends.Backend, "unavailable", lambda self: None if self.name in runnable else "no")
+    assert choose("stream").backend == expected  # a camera or a server: unbounded, any build pays
+    assert choose("stream", frames=50_000).backend == expected
+    # A short clip: no build pays for itself (10 s for a graph, 30 s for compiling at 10 ms a frame) ...
+    short = choose("stream", frames=171)
+    assert short.backend == "torch" and "171 frame(s)" in short.reason
+    # ... unless the graph is shipped or cached: then only loading it counts (0.5 s).
+    ready = choose("stream", frames=171, ready=lambda name: name == expected)
+    assert ready.backend == expected and "ready" in ready.reason
+    assert choose("image", ready=lambda name: True).backend == "torch"  # one photo: start at once
     assert choose("stream", onnx_file="m.onnx").backend == "onnxruntime"
+    with pytest.raises(RtsegError, match="workload 'batch'"):
+        choose("batch")
 
 
 def test_an_onnx_file_runs_as_it_is_and_int8_backends_refuse_it(tmp_path):
@@ -150,7 +158,7 @@ def test_the_older_flags_still_work_and_say_they_are_deprecated(capsys, tmp_path
     assert "--runtime onnxruntime is deprecated" in captured.err and "onnxruntime" in captured.out
     assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1].startswith("backend torch (auto: a few images")
+    assert out.splitlines()[-1].startswith("backend torch (auto: 1 frame(s): eager PyTorch starts at once")
     assert main(["predict", "samples/camvid/0016E5_07959.jpg", "--out", str(tmp_path / "c"), "--compile",
                  "--backend", "torch"]) == 2
     assert "--compile is the older spelling of --backend: give --backend torch alone" in capsys.readouterr().err

@@ -71,40 +71,75 @@ class Choice:
     reason: str
 
 
-def choose(workload: str = "stream", onnx_file: str | None = None, int8_ready: bool = True) -> Choice:
-    """The backend ``auto`` runs: the fastest measured on this CPU kind among what is installed,
-    for this amount of work.
+#: What building a runner costs before the first frame on 2 cores (export + int8 calibration of
+#: ENet: 8-12 s; inductor compiling: 15-40 s), and about what a faster backend saves a frame over
+#: eager PyTorch (ENet at 360x480: 27-28 ms eager against 13.8-14.3 for the fastest, measured on
+#: AVX512-VNNI and AMX CPUs): a build pays off only over more frames than ``BUILD_S / SAVING_S``.
+BUILD_S = {"graph": 10.0, "compile": 30.0}
+SAVING_S = 0.010
+#: Loading a graph that is ready (shipped or cached) into its runtime: OpenVINO compiles its
+#: kernels for the shape, well under a second.
+LOAD_S = 0.5
 
-    ``workload``: ``"image"`` (a few photos: building a graph or compiling costs more than it
-    saves, 15-40 s against tens of milliseconds a frame) or ``"stream"`` (a video, a server, a
-    folder of many frames). ``onnx_file``: an exported file runs in ONNX Runtime as it is.
-    ``int8_ready``: calibration frames are at hand (the shipped models carry theirs).
 
-    The rule, from the measured tables (docs/deployment.md, ENet at 360x480, 2 threads): with
-    VNNI or AMX, OpenVINO's int8 is fastest (13.8 ms on an AVX512-VNNI EPYC, 13.9 on an AMX Xeon;
-    1.96x and 1.76x the compiled PyTorch-ENet peer); on AVX2 alone OpenVINO float32 (1.54x the
-    peer); without OpenVINO, PyTorch compiled in bfloat16 where the CPU has it (14.3 ms on AMX),
-    else compiled float32."""
+def _ranked() -> list[tuple[str, str]]:
+    """The backends installed here, fastest first for this CPU kind, each with why (the measured
+    tables: docs/deployment.md, ENet at 360x480, 2 threads)."""
     from rtseg.runtime import cpu_flags
 
+    flags = cpu_flags()
+    # Only the candidates are checked (torch-int8's check imports torchao: seconds, and a warning).
+    ok = {n for n in ("openvino-int8", "torch-bf16", "openvino") if get_backend(n).unavailable() is None}
+    ranked = []
+    if "openvino-int8" in ok and (flags["avx512_vnni"] or flags["avx_vnni"] or flags["amx_int8"]):
+        ranked.append(("openvino-int8", "this CPU has int8 dot products (VNNI/AMX): OpenVINO's int8 is the fastest "
+                                        "measured there (13.8 ms on an AVX512-VNNI EPYC, 13.9 on an AMX Xeon)"))
+    if "torch-bf16" in ok:
+        ranked.append(("torch-bf16", "this CPU computes bfloat16 natively: PyTorch compiled in bf16"))
+    if "openvino" in ok and flags["avx2"]:
+        ranked.append(("openvino", "OpenVINO float32: the fastest measured on a CPU with AVX2 alone"))
+    ranked.append(("torch-compile", "PyTorch compiled (inductor): faster than eager after the first frame"))
+    return ranked
+
+
+def build_cost(backend: str) -> float:
+    """Seconds building ``backend``'s runner costs before the first frame (0 for eager PyTorch)."""
+    if backend == "torch":
+        return 0.0
+    return BUILD_S["graph"] if get_backend(backend).onnx_runtime else BUILD_S["compile"]
+
+
+def choose(workload: str = "stream", onnx_file: str | None = None, frames: int | None = None,
+           ready=None) -> Choice:
+    """The backend ``auto`` runs: the fastest measured on this CPU kind among what is installed,
+    unless building it would cost more than it saves over the work at hand.
+
+    ``workload``: ``"image"`` (a few photos) or ``"stream"`` (a video, a server, many frames).
+    ``frames``: how many frames the job has (None: unbounded, a camera or a server).
+    ``ready(backend)``: whether that backend's runner is free to build (a graph the package
+    ships or the cache holds), so it costs nothing to start. ``onnx_file``: an exported file
+    runs in ONNX Runtime as it is.
+
+    The rule: walk the backends fastest first (:func:`_ranked`); take the first that is ready,
+    or whose build (:data:`BUILD_S`: 10 s for a graph, 30 s for compiling) is paid back over
+    ``frames`` at :data:`SAVING_S` a frame (a ready graph still costs :data:`LOAD_S` to load);
+    else eager ``torch``, which starts at once."""
     if onnx_file is not None:
         return Choice("onnxruntime", f"{onnx_file} is an exported graph: ONNX Runtime runs it as it is")
     if workload not in ("image", "stream"):
         raise RtsegError(f"workload {workload!r}: expected image or stream")
-    if workload == "image":
-        return Choice("torch", "a few images: eager PyTorch starts at once (compiling or exporting would cost "
-                               "more than it saves)")
-    flags = cpu_flags()
-    ok = set(available_backends())
-    if int8_ready and "openvino-int8" in ok and (flags["avx512_vnni"] or flags["avx_vnni"] or flags["amx_int8"]):
-        return Choice("openvino-int8", "this CPU has int8 dot products (VNNI/AMX) and OpenVINO is installed: "
-                                       "its int8 is the fastest measured there")
-    if "openvino" in ok and flags["avx2"] and not flags["avx512_bf16"]:
-        return Choice("openvino", "OpenVINO is installed and this CPU has AVX2 without native bf16: OpenVINO "
-                                  "float32 is the fastest measured there")
-    if "torch-bf16" in ok:
-        return Choice("torch-bf16", "this CPU computes bfloat16 natively: PyTorch compiled in bf16")
-    return Choice("torch-compile", "PyTorch compiled (inductor): faster than eager after the first frame")
+    if workload == "image" and frames is None:
+        frames = 1
+    for name, reason in _ranked():
+        if ready is not None and ready(name):
+            if frames is None or frames * SAVING_S > LOAD_S:
+                return Choice(name, f"{reason}; its graph is ready (shipped or cached)")
+            continue
+        if frames is None or frames * SAVING_S > build_cost(name):
+            return Choice(name, f"{reason}; built on the first frame (about {build_cost(name):.0f} s), "
+                                f"which pays over {'a stream' if frames is None else f'{frames} frames'}")
+    return Choice("torch", f"{frames} frame(s): eager PyTorch starts at once (building a faster runner would cost "
+                           "more than it saves)")
 
 
 def build_runner(model: nn.Module, backend: str, *, size: tuple[int, int] | None = None, batch: int = 1,

@@ -86,6 +86,14 @@ def cached_graph(model, size: tuple[int, int], runtime: str, int8: bool, options
     return path
 
 
+def graph_ready(model, size: tuple[int, int], runtime: str, int8: bool, options: BuildOptions) -> bool:
+    """Whether this graph is at hand without building: shipped with the package or cached."""
+    from rtseg.io import cache_root
+
+    name = graph_name(model, size, runtime, int8, options)
+    return (shipped_graphs() / name).is_file() or (cache_root() / "backends" / name).is_file()
+
+
 #: The graphs the package ships for each shipped model: what ``auto`` picks on CPUs with int8 dot
 #: products, so a video starts at once and needs no calibration data (0.5-0.7 MB each; the float
 #: graphs, 1.5 MB each, are built on first use and cached instead).

@@ -100,9 +100,5 @@ class TorchBf16(Backend):
     requires = Requirements(cpu_any=("avx512_bf16", "amx_bf16"),
                             cpu_why="native bfloat16; emulated it is slower than float32")
 
-    def unavailable(self) -> str | None:
-        # On a GPU bf16 is native; the CPU flags only matter on the CPU.
-        return super().unavailable()
-
     def build_runner(self, model, size, batch, options: BuildOptions) -> Runner:
         return channels_last_runner(prepare(model, options.device, bf16=True, compile=True))

@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     def announce(seg) -> None:
         if seg.compiled:
-            print(f"{seg.backend}: building the network for the first frame's size (10-40 s on a small CPU; "
-                  "exports are cached)", flush=True)
+            print(f"{seg.backend}: preparing the network for the first frame's size (a shipped or cached graph "
+                  "loads in a second; exporting or compiling takes 10-40 s on a small CPU)", flush=True)
 
     stats = process_video(args.input, args.out, args.weights, device=args.device, backend=options.resolve_backend(args),
                           threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps, tta=args.tta,
