@@ -50,3 +50,23 @@ def test_readme_front_page_links_are_site_relative():
     page = hooks.readme_for_site((ROOT / "README.md").read_text(encoding="utf-8"))
     assert "](docs/" not in page
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_the_backend_accuracy_table_is_the_results_files():
+    # docs/deployment.md's table of rtseg eval --backend figures (make eval-backends) must say what
+    # bench/eval_backends/ holds: a rerun that moves a figure fails here until the page follows.
+    import json
+    import re
+
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    table = text.split("<!-- eval-backends -->")[1].split("<!-- /eval-backends -->")[0]
+    rows = [r for r in table.strip().splitlines()[2:]]
+    assert len(rows) >= 5
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        found = re.search(r"`([a-z0-9-]+)`", cells[0])
+        backend = found.group(1) if found else "plain"
+        for model, cell in zip(("enetA", "edanetB1"), cells[1:]):
+            result = json.loads((ROOT / "bench" / "eval_backends" / f"{model}_0006R0_{backend}.json").read_text())
+            assert cell == f"{100 * result['miou']:.2f}", (backend, model, cell)
+            assert result["split"] == "train/0006R0" and result["tta"] == "none"

@@ -1,7 +1,7 @@
 """How close ``rtseg video`` comes to the network-only speed of ``rtseg bench`` on this machine:
 alternating runs (the machine drifts over minutes), same weights, backend and threads.
 
-    python tools/video_vs_bench.py SOURCE [--repeats 3] [--threads 2] [--json OUT]
+    python tools/video_vs_bench.py SOURCE [--backend B] [--repeats 3] [--threads 2] [--json OUT]
 
 SOURCE: a video file or a folder of frames. Prints and writes each run and the ratio of the
 medians: video FPS overall / network-only FPS (1000 / bench median ms).
@@ -24,7 +24,8 @@ def main() -> None:
     p.add_argument("--weights", default="enet-camvid", help="default enet-camvid")
     p.add_argument("--threads", default="2", help="default 2")
     p.add_argument("--repeats", type=int, default=3, help="alternating bench / video pairs (default 3)")
-    p.add_argument("--compile", action="store_true", help="torch-compile backend / rtseg video --compile")
+    p.add_argument("--backend", default="torch", help="the backend of both (default torch; auto: what rtseg video "
+                                                       "picks here, and bench times the same one)")
     p.add_argument("--as-video", action="store_true",
                    help="SOURCE is a folder of frames: encode it to an MP4 (mp4v, 30 fps) first and time that")
     p.add_argument("--json", default=None, metavar="OUT")
@@ -49,14 +50,18 @@ def main() -> None:
     else:
         source_label = args.source
     rtseg = [sys.executable, "-m", "rtseg"]
-    backend = "torch-compile" if args.compile else "torch"
+    backend = args.backend
+    if backend == "auto":
+        from rtseg.backends import choose
+
+        backend = choose("stream").backend
     bench_fps, video_fps, runs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             bench = run_bench_process(["--weights", args.weights, "--backend", backend, "--threads", args.threads,
                                        "--iters", "60"], what=f"bench run {i + 1}/{args.repeats}")
             done = subprocess.run([*rtseg, "video", args.source, "--weights", args.weights, "--threads", args.threads,
-                                   "--out", str(Path(tmp) / "v.mp4"), *(["--compile"] if args.compile else [])],
+                                   "--out", str(Path(tmp) / "v.mp4"), "--backend", backend],
                                   check=True, capture_output=True, text=True)
             overall = float(done.stdout.split(" FPS overall")[0].rsplit(",", 1)[-1])
             bench_fps.append(1000 / bench["median_ms"])
