@@ -23,6 +23,10 @@ class ModelConfig:
     name: str = "enet"
     #: Keyword arguments of the model's builder (see ``rtseg.models``), e.g. {skip_connections: true}.
     args: dict = field(default_factory=dict)
+    #: With --init-from weights of other classes: which old classes each new class starts from,
+    #: {new name: [old names]}, e.g. {vehicle: [Car, Bicyclist], road: [Road]}; its classifier rows
+    #: start as the mean of theirs. Classes not named start afresh.
+    init_class_map: dict | None = None
 
 
 @dataclass
@@ -134,6 +138,9 @@ class RunConfig:
     image_summaries: int = 4
     #: torch intra-op threads (0 = torch's default).
     threads: int = 0
+    #: With --init-from: keep the tensors carried over from those weights frozen for this many
+    #: epochs, so the new classifier learns before the encoder moves (0 = train all at once).
+    freeze_epochs: int = 0
     progress: bool = True
 
 

@@ -117,14 +117,39 @@ def _with_teacher(cfg: TrainConfig, train_set, train_tf, dist_info: distributed.
     return DistillationDataset(train_set, maps, train_tf)
 
 
+def _to_new_classes(cfg: TrainConfig, init: dict, init_from, old: ClassTable, classes: ClassTable) -> nn.Module:
+    """``init``'s network for the dataset's classes (:func:`rtseg.models.transfer.transfer_to_classes`),
+    with one line saying what starts afresh."""
+    from rtseg.models.transfer import transfer_to_classes
+
+    class_map = {}
+    for new, sources in (cfg.model.init_class_map or {}).items():
+        if new not in classes.names:
+            raise ConfigError(f"model.init_class_map: {new!r} is not a class of {cfg.data.dataset} "
+                              f"({', '.join(classes.names)})")
+        sources = [sources] if isinstance(sources, str) else list(sources)
+        unknown = [s for s in sources if s not in old.names]
+        if unknown:
+            raise ConfigError(f"model.init_class_map: {unknown} are not classes of {init_from} "
+                              f"({', '.join(old.names)})")
+        class_map[classes.names.index(new)] = [old.names.index(s) for s in sources]
+    model, fresh = transfer_to_classes(init, classes.num_classes, class_map)
+    mapped = f", {len(class_map)} of them from old classes (model.init_class_map)" if class_map else ""
+    print_line(f"--init-from {init_from}: {old.num_classes} classes -> {classes.num_classes}{mapped}; "
+               f"initialised afresh{' but for the mapped classes' if class_map else ''}: "
+               f"{', '.join(fresh) or 'nothing'}; every other tensor carried over")
+    return model
+
+
 def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tuple[nn.Module, ModelSpec]:
     """The network (on the CPU, in training layout) and how a checkpoint rebuilds it."""
     if init_from is not None:
         init = load_checkpoint(init_from)
-        if init["model"]["num_classes"] != classes.num_classes:
-            raise ConfigError(f"--init-from {init_from}: {init['model']['num_classes']} classes, "
-                              f"but {cfg.data.dataset} has {classes.num_classes}")
-        model = model_from_checkpoint(init)
+        old = ClassTable.from_dict(init["classes"])
+        if old.names != classes.names or cfg.model.init_class_map:
+            model = _to_new_classes(cfg, init, init_from, old, classes)
+        else:
+            model = model_from_checkpoint(init)
         spec = ModelSpec(init["model"]["name"], init["model"].get("args", {}), classes, IMAGENET_MEAN,
                          IMAGENET_STD, pruned=bool(init["model"].get("pruned")))
     else:
@@ -381,10 +406,13 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
 
     writer = SummaryWriter(str(run_dir / "tensorboard")) if dist_info.is_main else None
     stopped_early, epochs, patience = False, cfg.schedule.epochs, cfg.schedule.early_stop_patience
+    carried = _carried_parameters(cfg, model, spec)
     try:
         for epoch in range(state.counters["epoch"], epochs):
             if loaders.sampler is not None:
                 loaders.sampler.set_epoch(epoch)
+            for p in carried:  # run.freeze_epochs: the new classifier learns first
+                p.requires_grad_(epoch >= cfg.run.freeze_epochs)
             stats = train_one_epoch(net, loaders.train, loss_fn, state.optimizer, device, scheduler=state.iter_sched,
                                     scaler=state.scaler, amp=train_amp, channels_last=channels_last,
                                     progress=cfg.run.progress, desc=f"epoch {epoch + 1}/{epochs}", ema=state.ema)
@@ -411,6 +439,21 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     c = state.counters
     return {"run_dir": str(run_dir), "epochs": c["epoch"], "best_miou": c["best_miou"],
             "best_epoch": c["best_epoch"], "stopped_early": stopped_early, "world_size": dist_info.world_size}
+
+
+def _carried_parameters(cfg: TrainConfig, model: nn.Module, spec: ModelSpec) -> list:
+    """The parameters ``run.freeze_epochs`` holds still: those carried over by ``--init-from``
+    (all but the class-dependent ones, which start afresh on new classes)."""
+    if cfg.run.freeze_epochs < 0:
+        raise ConfigError(f"run.freeze_epochs: expected 0 or more, got {cfg.run.freeze_epochs}")
+    if not cfg.run.freeze_epochs:
+        return []
+    from rtseg.models import INIT_ONLY_ARGS
+    from rtseg.models.transfer import class_dependent
+
+    args = {k: v for k, v in spec.args.items() if k not in INIT_ONLY_ARGS}
+    fresh = class_dependent(spec.name, spec.classes.num_classes, args)
+    return [p for name, p in model.named_parameters() if name not in fresh]
 
 
 def _log_epoch(writer, run_dir: Path, record: dict, metrics: dict | None, samples: list, classes) -> None:
