@@ -19,7 +19,7 @@ from rtseg.io import expand_image_inputs
 from rtseg.models.tta import with_tta
 from rtseg.progress import progress_bar
 from rtseg.runtime import class_map, reuse_freed_memory, select_device  # noqa: F401
-from rtseg.visualize import overlay, panel, save_gif, save_png
+from rtseg.visualize import legend, overlay, panel, save_gif, save_png, with_legend
 from rtseg.weights import load_weights
 
 #: Longest side over shortest side accepted. The working size scales the shorter side to the
@@ -313,7 +313,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
-    ``NAME_overlay.png``; ``output_format="cityscapes"``: one official label-id PNG named after
+    ``NAME_overlay.png``, and ``legend.png`` (the class colours); ``output_format="cityscapes"``: one official label-id PNG named after
     the input (19-class Cityscapes models). ``gif``: also an animated input | prediction GIF
     (True: ``out/predictions.gif``, or a path). ``skip_existing``: leave frames whose outputs are
     all there (a rerun after a stop). Every file is written atomically. Returns {images, written,
@@ -365,7 +365,9 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         for image_out, file in zip((mask, colour, seg.overlay(image, mask, alpha)), files):
             save_png(image_out, file)
         if gif:
-            gif_frames.append(panel(image, colour))
+            gif_frames.append(with_legend(panel(image, colour), seg.classes))
+    if output_format == "default" and info.is_main:
+        save_png(legend(seg.classes), out / "legend.png")  # which colour is which class
     gif_path = None
     if gif:
         gif_path = out / "predictions.gif" if gif is True else Path(gif)

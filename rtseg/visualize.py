@@ -30,6 +30,32 @@ def panel(*images: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def legend(classes: ClassTable, height: int | None = None, present: set[int] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 picture of the class colours and names, one row each (``present``: only
+    these class indices), on white; ``height``: at least this tall (to sit beside a panel)."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    rows = [i for i in range(classes.num_classes) if present is None or i in present]
+    row_h = 16
+    width = 28 + max((int(font.getlength(classes.names[i])) for i in rows), default=0) + 8
+    h = max(height or 0, 8 + row_h * len(rows))
+    im = Image.new("RGB", (width, h), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    for r, i in enumerate(rows):
+        y = 4 + r * row_h
+        draw.rectangle([4, y + 1, 20, y + row_h - 3], fill=tuple(int(v) for v in classes.palette[i]),
+                       outline=(80, 80, 80))
+        draw.text((26, y + 1), classes.names[i], fill=(0, 0, 0), font=font)
+    return np.asarray(im)
+
+
+def with_legend(image: np.ndarray, classes: ClassTable) -> np.ndarray:
+    """``image`` (H, W, 3) with the class legend beside it (cropped or padded to its height)."""
+    key = legend(classes, height=image.shape[0])[: image.shape[0]]
+    return panel(image, key)
+
+
 def save_png(array: np.ndarray, path: str | Path) -> None:
     """Atomic PNG write of an (H, W) or (H, W, 3) uint8 array."""
     with atomic_path(path) as tmp:

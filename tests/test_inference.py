@@ -25,3 +25,21 @@ def test_size_of_a_static_graph_is_refused(enet_ckpt, tmp_path):
     export(str(enet_ckpt), path, size=(24, 32))
     with pytest.raises(RtsegError, match="--size: .*m.onnx is a static graph for 24x32"):
         rtseg.load_model(str(path), size=(48, 64))
+
+
+def test_predict_writes_a_legend_and_draws_it_on_the_gif(enet_ckpt, tmp_path):
+    from PIL import Image
+
+    from conftest import save_png
+    from rtseg.visualize import legend
+
+    save_png(tmp_path / "in" / "a.png", np.zeros((24, 32, 3), np.uint8))
+    r = rtseg.predict(tmp_path / "in", tmp_path / "out", str(enet_ckpt), device="cpu", gif=True, progress=False)
+    key = np.asarray(Image.open(tmp_path / "out" / "legend.png").convert("RGB"))
+    seg = rtseg.load_model(str(enet_ckpt), device="cpu")
+    assert key.shape[0] >= 11 * 16 and key.shape == legend(seg.classes).shape
+    # Each class's swatch is its palette colour, row after row.
+    for i, colour in enumerate(seg.classes.palette):
+        assert tuple(key[4 + i * 16 + 8, 12]) == tuple(colour)
+    with Image.open(r["gif"]) as gif:
+        assert gif.size[0] > 2 * 32  # input | prediction | legend

@@ -1,4 +1,5 @@
-"""rtseg datasets info | resize (``rtseg.dataset_info``, ``rtseg.resize_dataset``)."""
+"""rtseg datasets info | resize | check (``rtseg.dataset_info``, ``rtseg.resize_dataset``,
+``rtseg.datasets.check.check_folder``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def register(sub) -> None:
     q.add_argument("--size", required=True, metavar="HxW", help="target size, e.g. 180x240")
     q.add_argument("--out", required=True, metavar="DIR", help="folder for the resized copy")
     q.set_defaults(func=run_resize)
+    q = dsub.add_parser("check", help="find every problem of a folder dataset at once",
+                        description="Read every image and mask of a folder dataset (dataset.yaml, images/SPLIT, "
+                                    "masks/SPLIT) once and report every problem: missing pairs, unreadable or empty "
+                                    "files, masks that are not single-channel or not the image's size, ids outside "
+                                    "the class table; warnings for classes that never occur and for the same image "
+                                    "in two splits. Then the class histogram. Exit status 1 when something would "
+                                    "break training.")
+    q.add_argument("root", metavar="ROOT", help="the dataset folder (holding dataset.yaml)")
+    q.add_argument("--splits", nargs="+", default=None, metavar="SPLIT",
+                   help="splits to check (default: every folder under images/)")
+    options.add_json(q, "the report")
+    q.set_defaults(func=run_check)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -51,3 +64,23 @@ def run_resize(args: argparse.Namespace) -> int:
     n = resize_dataset(args.dataset, size, args.out, args.splits, args.data_root)
     print(f"resized {n} frames to {size[1]}x{size[0]} (WxH) -> {args.out}")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from rtseg.datasets.check import check_folder
+
+    report = check_folder(args.root, args.splits)
+    options.write_json(args.json, report.to_dict())
+    for problem in report.problems:
+        print(problem)
+    names = [*report.class_names, "(ignored)"]
+    width = max((len(n) for n in names), default=0)
+    for split, counts in report.histogram.items():
+        total = max(sum(counts), 1)
+        print(f"{split}: {report.splits.get(split, 0)} images")
+        for name, count in zip(names, counts):
+            print(f"  {name:<{width}}  {count:>12,d}  {100 * count / total:5.1f}%")
+    errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
+    print(f"{args.root}: {errors} error(s), {warnings} warning(s)"
+          + ("" if report.ok else ": fix the errors before training"))
+    return 0 if report.ok else 1
