@@ -40,6 +40,21 @@ def register(sub) -> None:
                    help="splits to check (default: every folder under images/)")
     options.add_json(q, "the report")
     q.set_defaults(func=run_check)
+    q = dsub.add_parser("convert", help="colour-coded masks or Labelme JSON -> the folder layout",
+                        description="Write SOURCE's labels as a folder dataset (dataset.yaml, images/SPLIT, "
+                                    "masks/SPLIT of class ids) at --out. --from colour: RGB masks, one colour per "
+                                    "class, the colours from SOURCE/dataset.yaml or a CVAT labelmap.txt (CVAT's "
+                                    "'Segmentation mask 1.1' export: JPEGImages/ + SegmentationClass/); black is "
+                                    "void. --from labelme: one Labelme JSON per image (polygons, rectangles, "
+                                    "circles, lines). Split subfolders are kept, else all is train. Written into a "
+                                    "temporary folder and renamed at the end: an interrupted run leaves nothing.")
+    q.add_argument("source", metavar="SOURCE", help="the folder to convert")
+    q.add_argument("--from", dest="kind", required=True, choices=["colour", "labelme"], help="what SOURCE holds")
+    q.add_argument("--out", required=True, metavar="DIR", help="the new dataset folder (must not exist)")
+    q.add_argument("--classes", default=None, metavar="dataset.yaml",
+                   help="class names and palette to use (default: SOURCE's own for colour; for labelme the "
+                        "sorted label names with generated colours)")
+    q.set_defaults(func=run_convert)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -84,3 +99,13 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"{args.root}: {errors} error(s), {warnings} warning(s)"
           + ("" if report.ok else ": fix the errors before training"))
     return 0 if report.ok else 1
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from rtseg.datasets.convert import convert
+
+    r = convert(args.source, args.out, args.kind, args.classes)
+    splits = ", ".join(f"{n} {s}" for s, n in r["splits"].items())
+    print(f"{args.source} -> {r['out']}: {splits}; {len(r['classes'])} classes ({', '.join(r['classes'])}); "
+          f"check it with: rtseg datasets check {r['out']}")
+    return 0
