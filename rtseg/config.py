@@ -138,8 +138,9 @@ class RunConfig:
     image_summaries: int = 4
     #: torch intra-op threads (0 = torch's default).
     threads: int = 0
-    #: With --init-from: keep the tensors carried over from those weights frozen for this many
-    #: epochs, so the new classifier learns before the encoder moves (0 = train all at once).
+    #: With --init-from: keep the parameters carried over from those weights frozen for this many
+    #: epochs, so the new classifier learns before the encoder moves (0 = train all at once);
+    #: BatchNorm statistics still adapt to the new data.
     freeze_epochs: int = 0
     progress: bool = True
 

@@ -117,16 +117,15 @@ class Segmenter:
                              "--backend torch-compile / torch-bf16; give one of them")
         b = get_backend(backend)
         if isinstance(model, nn.Module):
-            if b.onnx_runtime is not None:
-                self.device = torch.device("cpu")  # the graph runtimes run on the CPU
+            if b.cpu_only:
+                self.device = torch.device("cpu")  # the graph runtimes and oneDNN int8 run on the CPU
             if self.device.type == "cpu":  # the instruction-set needs are the CPU's (bf16 is native on GPUs)
                 b.check()
             if b.requires.calibration and not calibration:
                 calibration = default_calibration()
             options = BuildOptions(threads=threads, device=self.device, calibration=calibration,
                                    mean=tuple(mean), std=tuple(std))
-            runner = build_runner(model.to(self.device) if b.onnx_runtime is None else model, backend,
-                                  options=options)
+            runner = build_runner(model.to(self.device), backend, options=options)
         elif backend not in ("torch", getattr(model, "runtime", None)):
             raise RtsegError(f"{name or 'this model'}: --backend {backend} needs PyTorch weights (a checkpoint "
                              f"or a shipped model); an exported ONNX file runs as it is in "
@@ -281,20 +280,20 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
         raise RtsegError("--runtime is the older spelling of --backend: give one of them")
     if runtime is not None and not onnx_file:
         backend, runtime = runtime, None  # --runtime openvino on PyTorch weights: the openvino backend
-    if onnx_file and backend not in (None, "torch", "auto"):
+    if onnx_file and backend not in (None, "auto"):
         from rtseg.backends import file_backend_runtime
 
         runtime = file_backend_runtime(str(weights), backend)
     w = load_weights(weights, threads=threads, runtime=runtime)
+    device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
     if backend == "auto":
         if compile or bf16:
             raise RtsegError("--backend auto: --compile and --bf16 choose a backend themselves; give one of them")
         choice = choose(workload, onnx_file=str(weights) if onnx_file else None, frames=frames,
-                        ready=None if w.is_onnx else _ready(w, size, calibration))
+                        ready=None if w.is_onnx else _ready(w, size, calibration), device=device.type)
         backend = choice.backend
         if announce is not None:
             announce(f"backend {backend} (auto: {choice.reason})")
-    device = torch.device("cpu") if w.is_onnx else (select_device(device) if isinstance(device, str) else device)
     if size is not None and w.fixed_size:
         raise RtsegError(f"--size: {w.source} is a static graph for {w.fixed_size[0]}x{w.fixed_size[1]}; "
                          "export it at the size wanted")

@@ -120,6 +120,9 @@ def test_auto_picks_by_cpu_installed_runtimes_and_the_work(monkeypatch, flags, i
     assert ready.backend == expected and "ready" in ready.reason
     assert choose("image", ready=lambda name: True).backend == "torch"  # one photo: start at once
     assert choose("stream", onnx_file="m.onnx").backend == "onnxruntime"
+    assert choose("stream", device="cuda").backend == "torch"  # the other backends run on the CPU
+    assert get_backend("torch-int8").cpu_only and get_backend("openvino").cpu_only
+    assert not get_backend("torch-bf16").cpu_only
     with pytest.raises(RtsegError, match="workload 'batch'"):
         choose("batch")
 

@@ -107,3 +107,5 @@ def test_fine_tune_a_camvid_network_on_five_new_classes_with_a_frozen_encoder(tm
                                                                 "model.init_class_map={lane: [Road]}"])
     with pytest.raises(ConfigError, match="model.init_class_map: 'lane' is not a class of folder"):
         fit(bad, init_from=str(src))
+    with pytest.raises(ConfigError, match="run.freeze_epochs and model.init_class_map act on .* give --init-from"):
+        fit(load_config(REPO / "configs" / "enet_camvid.yaml", [*common, f"run.out_dir={tmp_path / 'x'}"]))

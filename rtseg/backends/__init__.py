@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import nn
 
 from rtseg.backends import onnxruntime, opencv, openvino
@@ -110,7 +111,7 @@ def build_cost(backend: str) -> float:
 
 
 def choose(workload: str = "stream", onnx_file: str | None = None, frames: int | None = None,
-           ready=None) -> Choice:
+           ready=None, device: str = "cpu") -> Choice:
     """The backend ``auto`` runs: the fastest measured on this CPU kind among what is installed,
     unless building it would cost more than it saves over the work at hand.
 
@@ -123,9 +124,12 @@ def choose(workload: str = "stream", onnx_file: str | None = None, frames: int |
     The rule: walk the backends fastest first (:func:`_ranked`); take the first that is ready,
     or whose build (:data:`BUILD_S`: 10 s for a graph, 30 s for compiling) is paid back over
     ``frames`` at :data:`SAVING_S` a frame (a ready graph still costs :data:`LOAD_S` to load);
-    else eager ``torch``, which starts at once."""
+    else eager ``torch``, which starts at once. On a GPU (``device`` "cuda"): ``torch``, the
+    other backends being CPU ones."""
     if onnx_file is not None:
         return Choice("onnxruntime", f"{onnx_file} is an exported graph: ONNX Runtime runs it as it is")
+    if str(device).startswith("cuda"):
+        return Choice("torch", "a CUDA device: PyTorch runs the network there (the other backends are CPU ones)")
     if workload not in ("image", "stream"):
         raise RtsegError(f"workload {workload!r}: expected image or stream")
     if workload == "image" and frames is None:
@@ -149,7 +153,10 @@ def build_runner(model: nn.Module, backend: str, *, size: tuple[int, int] | None
     Refuses, in one line naming the backend, where it cannot run."""
     b = get_backend(backend)
     options = options or BuildOptions()
-    if options.device.type == "cpu" or b.onnx_runtime is not None:  # bf16 is native on GPUs
+    if b.cpu_only:
+        options.device = torch.device("cpu")
+        model = model.cpu()
+    if options.device.type == "cpu":  # the CPU's instruction sets (bf16 is native on GPUs)
         b.check()
     if b.requires.calibration and not options.calibration:
         raise BackendUnavailable(f"--backend {backend}: int8 needs calibration frames (--calibrate "

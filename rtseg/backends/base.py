@@ -69,6 +69,11 @@ class Backend:
     #: What the network computes in: float32, bfloat16 or int8 (the parity a test holds it to).
     precision: str = "float32"
 
+    @property
+    def cpu_only(self) -> bool:
+        """Runs on the CPU whatever device is asked for (the graph runtimes, oneDNN int8)."""
+        return self.onnx_runtime is not None or self.precision == "int8"
+
     def unavailable(self) -> str | None:
         """Why this backend cannot run on this machine (one line naming it), or None."""
         for module, install in self.requires.packages:

@@ -16,6 +16,10 @@ from rtseg.backends.base import Backend, BuildOptions, PerShape, Requirements, R
 from rtseg.onnx_runtimes import INSTALL, load_runner
 
 EXPORT = ("onnxscript", "pip install 'rtseg[export]'")
+#: Part of every graph's cache key: bump it when the export or the quantisation changes what
+#: they write (rtseg.deploy.export, rtseg.deploy.portable, rtseg.deploy.quantize), so no cache or
+#: shipped file of the old form is used again (then run make shipped-graphs).
+GRAPH_FORMAT = 1
 
 
 def export_for(model, size: tuple[int, int], runtime: str, int8: bool, options: BuildOptions, folder: Path) -> Path:
@@ -44,7 +48,7 @@ def graph_key(model, size: tuple[int, int], runtime: str, int8: bool, options: B
 
     from rtseg._version import __version__
 
-    h = hashlib.sha256(json.dumps([type(model).__name__, list(size), runtime, int8, __version__,
+    h = hashlib.sha256(json.dumps([type(model).__name__, list(size), runtime, int8, __version__, GRAPH_FORMAT,
                                    list(options.mean), list(options.std), list(options.keep_float)]).encode())
     for key, t in model.state_dict().items():
         h.update(key.encode())
@@ -103,7 +107,7 @@ SHIPPED_GRAPH_BACKENDS = ("openvino-int8",)
 def build_shipped_graphs(out: Path | None = None) -> list[Path]:
     """Build the graphs of :data:`SHIPPED_GRAPH_BACKENDS` for every shipped model at its input
     size, calibrated on the package's frames, into ``rtseg/shipped/graphs`` (``make
-    shipped-graphs``); older files there are removed."""
+    shipped-graphs``), built anew every time; older files there are removed."""
     import shutil
 
     from rtseg.backends import default_calibration, get_backend
@@ -121,9 +125,8 @@ def build_shipped_graphs(out: Path | None = None) -> list[Path]:
             options = BuildOptions(calibration=default_calibration() if b.requires.calibration else None,
                                    mean=tuple(loaded.mean), std=tuple(loaded.std))
             target = out / graph_name(loaded.model, size, b.onnx_runtime, b.int8, options)
-            if not target.is_file():
-                with tempfile.TemporaryDirectory(prefix="rtseg-backend-") as tmp:
-                    shutil.copyfile(export_for(loaded.model, size, b.onnx_runtime, b.int8, options, Path(tmp)), target)
+            with tempfile.TemporaryDirectory(prefix="rtseg-backend-") as tmp:  # always anew: the code may have changed
+                shutil.copyfile(export_for(loaded.model, size, b.onnx_runtime, b.int8, options, Path(tmp)), target)
             keep.append(target)
     for old in out.glob("*.onnx"):
         if old not in keep:

@@ -63,6 +63,9 @@ def resolve_backend(args: argparse.Namespace) -> str | None:
 
     old = (args.runtime if getattr(args, "runtime", None) else
            "torch-bf16" if getattr(args, "bf16", False) else "torch-compile" if getattr(args, "compile", False) else None)
+    if getattr(args, "runtime", None) and (getattr(args, "compile", False) or getattr(args, "bf16", False)):
+        raise RtsegError(f"--runtime {args.runtime} runs an exported graph; --compile and --bf16 are PyTorch's: give "
+                         "one --backend")
     if old is not None:
         flag = f"--runtime {args.runtime}" if args.runtime else "--bf16" if args.bf16 else "--compile"
         if args.backend is not None:

@@ -68,9 +68,9 @@ def _read(path: Path, report: CheckReport) -> Image.Image | None:
         report.problems.append(Problem("error", str(path), "the file is empty"))
         return None
     try:
-        im = Image.open(path)
-        im.load()
-        return im
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
     except Exception as e:  # any decoder error: name the file, go on with the others
         report.problems.append(Problem("error", str(path), f"cannot be read ({type(e).__name__}: {e})"))
         return None

@@ -40,21 +40,31 @@ def _palette_from(source: Path) -> tuple[list[str], list[list[int]]]:
     """Class names and colours: the source's dataset.yaml, else a CVAT labelmap.txt."""
     spec_path, labelmap = source / "dataset.yaml", source / "labelmap.txt"
     if spec_path.is_file():
-        spec = yaml.safe_load(spec_path.read_text()) or {}
-        names, palette = spec.get("classes"), spec.get("palette")
-        if not isinstance(names, list) or not isinstance(palette, list) or len(names) != len(palette):
-            raise DatasetError(f"{spec_path}: expected 'classes' and 'palette' lists of the same length")
-        return [str(n) for n in names], [list(map(int, c)) for c in palette]
+        try:
+            spec = yaml.safe_load(spec_path.read_text()) or {}
+            names, palette = spec.get("classes"), spec.get("palette")
+            if not isinstance(names, list) or not isinstance(palette, list) or len(names) != len(palette):
+                raise ValueError
+            return [str(n) for n in names], [[int(v) for v in c][:3] for c in palette]
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError):
+            raise DatasetError(f"{spec_path}: expected 'classes' and 'palette' lists of the same length, "
+                               "a colour being [R, G, B]") from None
     if labelmap.is_file():  # CVAT / Pascal VOC: "name:r,g,b:parts:actions" per line
         names, palette = [], []
-        for line in labelmap.read_text().splitlines():
+        for number, line in enumerate(labelmap.read_text().splitlines(), 1):
             if not line.strip() or line.startswith("#"):
                 continue
-            name, colour = line.split(":")[:2]
+            try:
+                name, colour = line.split(":")[:2]
+                rgb = [int(v) for v in colour.split(",")]
+                if len(rgb) != 3:
+                    raise ValueError
+            except ValueError:
+                raise DatasetError(f"{labelmap}, line {number}: expected name:R,G,B:..., got {line!r}") from None
             if name.strip().lower() == "background":
                 continue  # void
             names.append(name.strip())
-            palette.append([int(v) for v in colour.split(",")])
+            palette.append(rgb)
         return names, palette
     raise DatasetError(f"{source}: no dataset.yaml (classes + palette) or CVAT labelmap.txt to read the "
                        "class colours from")
@@ -104,16 +114,30 @@ def colour_to_ids(mask: np.ndarray, palette: list[list[int]], path: Path) -> np.
     return ids
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict) or not isinstance(doc.get("shapes", []), list):
+            raise ValueError("not a Labelme document")
+        int(doc["imageHeight"]), int(doc["imageWidth"])
+        return doc
+    except (ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path}: not a Labelme JSON file with imageHeight, imageWidth and shapes ({e})") from None
+
+
 def _labelme_mask(doc: dict, names: list[str], path: Path) -> np.ndarray:
     h, w = int(doc["imageHeight"]), int(doc["imageWidth"])
     im = Image.new("L", (w, h), IGNORE_INDEX)
     draw = ImageDraw.Draw(im)
     for shape in doc.get("shapes", []):
-        label = shape.get("label")
+        label = str(shape.get("label"))
         if label not in names:
             raise DatasetError(f"{path}: label {label!r} is not a class ({', '.join(names)}); add it to "
                                "--classes or drop the shape")
-        points = [tuple(map(float, p)) for p in shape.get("points", [])]
+        try:
+            points = [(float(p[0]), float(p[1])) for p in shape.get("points", [])]
+        except (TypeError, ValueError, IndexError):
+            raise DatasetError(f"{path}: a {label!r} shape has points that are not [x, y] pairs") from None
         kind, value = shape.get("shape_type") or "polygon", names.index(label)
         if kind == "polygon" and len(points) >= 3:
             draw.polygon(points, fill=value)
@@ -184,11 +208,12 @@ def _convert_colour(source: Path, tmp: Path, palette, progress: bool) -> dict:
 
 def _convert_labelme(source: Path, tmp: Path, names, palette, progress: bool):
     splits = _splits(source, "*.json")
-    docs = {split: [(p, json.loads(p.read_text())) for p in sorted(d.glob("*.json"))] for split, d in splits.items()}
+    docs = {split: [(p, _read_json(p)) for p in sorted(d.glob("*.json"))] for split, d in splits.items()}
     if not any(docs.values()):
         raise DatasetError(f"{source}: no Labelme .json files")
     if names is None:
-        names = sorted({s.get("label") for items in docs.values() for _, doc in items for s in doc.get("shapes", [])})
+        names = sorted({str(s.get("label")) for items in docs.values() for _, doc in items
+                        for s in doc.get("shapes", [])})
         rng = np.random.default_rng(0)
         palette = [[int(v) for v in rng.integers(0, 256, 3)] for _ in names]
     counts = {}

@@ -90,6 +90,7 @@ def teacher_targets(teacher: Teacher, dataset, cache_dir: str | Path | None = No
     if teacher.classes.num_classes != dataset.classes.num_classes:
         raise ConfigError(f"loss.distill_teachers: the teacher predicts {teacher.classes.num_classes} classes "
                           f"but the training data has {dataset.classes.num_classes}")
+    _check_size(teacher, dataset)
     key = hashlib.sha256((teacher.fingerprint() + "\n".join(str(s.image) for s in dataset.samples)).encode())
     path = Path(cache_dir) / f"teacher-{key.hexdigest()[:16]}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -104,6 +105,23 @@ def teacher_targets(teacher: Teacher, dataset, cache_dir: str | Path | None = No
             torch.save(maps, tmp)
         print_line(f"distillation: the teacher's maps of {len(dataset)} frames cached in {path}")
     return maps
+
+
+#: Most memory the teacher's maps may take (they are held in memory while training).
+MAX_MAP_BYTES = 8 * 2**30
+
+
+def _check_size(teacher: Teacher, dataset) -> None:
+    """A one-line error before any work when the maps would not fit (Cityscapes at 1024x2048:
+    about 80 GB for 19 classes): train on resized frames (data.resize) instead."""
+    from rtseg.datasets.base import image_size
+
+    h, w = image_size(dataset.samples[0].image)
+    total = len(dataset) * teacher.classes.num_classes * h * w * 2
+    if total > MAX_MAP_BYTES:
+        raise ConfigError(f"loss.distill_teachers: the teacher's maps of {len(dataset)} frames of {w}x{h} would take "
+                          f"{total / 2**30:.0f} GB (at most {MAX_MAP_BYTES / 2**30:.0f}); train on smaller frames "
+                          "(rtseg datasets resize, then data.data_root) or fewer")
 
 
 class DistillationDataset(Dataset):

@@ -105,15 +105,18 @@ def _with_teacher(cfg: TrainConfig, train_set, train_tf, dist_info: distributed.
     if loss.distill_weight < 0 or loss.distill_temperature <= 0:
         raise ConfigError(f"loss.distill_weight must be >= 0 and loss.distill_temperature > 0, got "
                           f"{loss.distill_weight} and {loss.distill_temperature}")
-    try:
-        teacher = Teacher(loss.distill_teachers, loss.distill_tta, loss.distill_size)
-    except (RtsegError, OSError) as e:
-        raise ConfigError(f"loss.distill_teachers: {e}") from None
-    if dist_info.is_main:
-        maps = teacher_targets(teacher, train_set, cfg.run.out_dir, progress=cfg.run.progress)
-    distributed.barrier()
-    if not dist_info.is_main:
-        maps = teacher_targets(teacher, train_set, cfg.run.out_dir, progress=False)
+    # Loading the teacher builds networks, which draws from torch's random stream: forked, so a
+    # run draws the same student and augmentations whether it distils or not.
+    with torch.random.fork_rng():
+        try:
+            teacher = Teacher(loss.distill_teachers, loss.distill_tta, loss.distill_size)
+        except (RtsegError, OSError) as e:
+            raise ConfigError(f"loss.distill_teachers: {e}") from None
+        if dist_info.is_main:
+            maps = teacher_targets(teacher, train_set, cfg.run.out_dir, progress=cfg.run.progress)
+        distributed.barrier()
+        if not dist_info.is_main:
+            maps = teacher_targets(teacher, train_set, cfg.run.out_dir, progress=False)
     return DistillationDataset(train_set, maps, train_tf)
 
 
@@ -146,7 +149,7 @@ def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tupl
     if init_from is not None:
         init = load_checkpoint(init_from)
         old = ClassTable.from_dict(init["classes"])
-        if old.names != classes.names or cfg.model.init_class_map:
+        if old.names != classes.names:
             model = _to_new_classes(cfg, init, init_from, old, classes)
         else:
             model = model_from_checkpoint(init)
@@ -192,7 +195,9 @@ def _wrap_for_training(cfg: TrainConfig, model: nn.Module, device: torch.device,
         model.to(memory_format=torch.channels_last)
     net = model
     if dist_info.enabled:
-        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        # run.freeze_epochs leaves the carried-over parameters without gradients for a while.
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                      find_unused_parameters=cfg.run.freeze_epochs > 0)
         # Then different augmentations in every process (the network is already identical).
         seed_everything(cfg.run.seed + dist_info.rank)
     if cfg.run.compile:
@@ -386,6 +391,9 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     """
     dist_info, device, run_dir = _setup(cfg)
     resume_path = _resume_path(resume, run_dir) if resume else None
+    if init_from is None and resume_path is None and (cfg.run.freeze_epochs or cfg.model.init_class_map):
+        raise ConfigError("run.freeze_epochs and model.init_class_map act on the weights --init-from W carries "
+                          "over: give --init-from")
     if resume_path is not None and init_from is None and load_checkpoint(resume_path)["model"].get("pruned"):
         init_from = resume_path  # a pruned network's layers are smaller than the recipe builds: its own checkpoint rebuilds them
     seed_everything(cfg.run.seed)  # the same everywhere: every process builds the same network
@@ -395,6 +403,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     model, net = _wrap_for_training(cfg, model, device, dist_info, channels_last)
     loss_fn = build_loss(cfg, device)
     state = build_state(cfg, model, spec, device, len(loaders.train))
+    carried = _carried_parameters(cfg, model, spec)
     if resume_path is not None:
         state.restore(resume_path, cfg.run.seed)
     spec.config, spec.input_size = cfg.to_dict(), loaders.input_size
@@ -406,7 +415,6 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
 
     writer = SummaryWriter(str(run_dir / "tensorboard")) if dist_info.is_main else None
     stopped_early, epochs, patience = False, cfg.schedule.epochs, cfg.schedule.early_stop_patience
-    carried = _carried_parameters(cfg, model, spec)
     try:
         for epoch in range(state.counters["epoch"], epochs):
             if loaders.sampler is not None:

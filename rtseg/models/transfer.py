@@ -15,8 +15,9 @@ from rtseg.models.pruned import shrink_to_state_dict
 def class_dependent(name: str, num_classes: int, args: dict) -> dict[str, int]:
     """{tensor name: the dimension that counts classes} for architecture ``name``: the tensors
     whose shape changes between the builder at ``num_classes`` and at one more."""
-    a = create_model(name, num_classes=num_classes, **args).state_dict()
-    b = create_model(name, num_classes=num_classes + 1, **args).state_dict()
+    with torch.random.fork_rng():  # building the probes must not move the caller's random stream
+        a = create_model(name, num_classes=num_classes, **args).state_dict()
+        b = create_model(name, num_classes=num_classes + 1, **args).state_dict()
     out = {}
     for key, t in a.items():
         if t.shape != b[key].shape:
