@@ -78,6 +78,19 @@ def image_file_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def working_size(height: int, width: int, input_size) -> tuple[int, int]:
+    """(H, W) a network trained at ``input_size`` (or None) works at for an input of this size:
+    its shorter side matched to the training size's, at most :data:`MAX_WORKING_PIXELS`."""
+    scale = min(input_size) / min(height, width) if input_size else 1.0
+    # Cap the pixels, not just the shorter side: without a training size, or with a large one,
+    # the working size would follow the input (a 6000x4000 photo at full size).
+    scale = min(scale, (MAX_WORKING_PIXELS / (height * width)) ** 0.5)
+    h, w = max(8, round(height * scale)), max(8, round(width * scale))
+    if h * w > MAX_WORKING_PIXELS:  # rounded up past the cap: round down instead
+        h, w = max(8, int(height * scale)), max(8, int(width * scale))
+    return h, w
+
+
 class Segmenter:
     """A trained model with what it needs to run on raw images.
 
@@ -172,14 +185,7 @@ class Segmenter:
         self.check_size(height, width)
         if self.fixed_size is not None:
             return tuple(self.fixed_size)
-        scale = min(self.input_size) / min(height, width) if self.input_size else 1.0
-        # Cap the pixels, not just the shorter side: without a training size, or with a large one,
-        # the working size would follow the input (a 6000x4000 photo at full size).
-        scale = min(scale, (MAX_WORKING_PIXELS / (height * width)) ** 0.5)
-        h, w = max(8, round(height * scale)), max(8, round(width * scale))
-        if h * w > MAX_WORKING_PIXELS:  # rounded up past the cap: round down instead
-            h, w = max(8, int(height * scale)), max(8, int(width * scale))
-        return h, w
+        return working_size(height, width, self.input_size)
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """Same-size (H, W, 3) uint8 images -> (N, 3, h, w) normalised float at the working size."""
@@ -220,13 +226,15 @@ class Segmenter:
         return overlay(image, self.colorize(mask), alpha)
 
 
-def _ready(w, size, calibration):
-    """``ready(backend)`` for :func:`rtseg.backends.choose`: the graph of these weights at their
-    size is shipped or cached."""
+def _ready(w, size, calibration, frame_size=None):
+    """``ready(backend)`` for :func:`rtseg.backends.choose`: the graph of these weights at the
+    size the network will work at (for frames of ``frame_size``, else its own) is shipped or
+    cached."""
     from rtseg.backends import BuildOptions, default_calibration, get_backend
     from rtseg.backends.graph import graph_ready
 
-    hw = tuple(size or w.input_size or ())
+    own = size or w.input_size
+    hw = tuple(working_size(*frame_size, own) if frame_size and own else own or ())
 
     def ready(name: str) -> bool:
         b = get_backend(name)
@@ -257,7 +265,8 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
                compile: bool = False, threads: int = 0, tta: str = "none", bf16: bool = False,
                runtime: str | None = None, backend: str | None = None, workload: str = "image",
                calibration: list[np.ndarray] | None = None, announce=None,
-               size: tuple[int, int] | list[int] | None = None, frames: int | None = None) -> Segmenter:
+               size: tuple[int, int] | list[int] | None = None, frames: int | None = None,
+               frame_size: tuple[int, int] | None = None) -> Segmenter:
     """A :class:`Segmenter` from a checkpoint path, an ``.onnx`` export, or a shipped model name
     (default: ``"enet-camvid"``, shipped inside the package, works offline). ``device``: auto
     (CUDA when available), cpu or cuda; ONNX exports and the graph backends run on the CPU.
@@ -266,8 +275,8 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
 
     ``backend``: how the network runs (:mod:`rtseg.backends`; None = ``torch``). ``"auto"``
     picks with :func:`rtseg.backends.choose` for ``workload`` ("image": a few photos, "stream":
-    a video or a server) of ``frames`` frames (None: unbounded) and calls ``announce`` (e.g.
-    ``print``) with the choice and its reason.
+    a video or a server) of ``frames`` frames (None: unbounded) of ``frame_size`` (H, W) when
+    known, and calls ``announce`` (e.g. ``print``) with the choice and its reason.
     ``compile``, ``bf16`` and ``runtime`` are the older spelling of ``backend`` (torch-compile,
     torch-bf16, the runtime of an ``.onnx`` file) and still work. ``calibration``: frames for
     the int8 backends (default: the street frames the package carries). ``size``: the (H, W) the
@@ -290,7 +299,7 @@ def load_model(weights: str | Path | None = None, device: str | torch.device = "
         if compile or bf16:
             raise RtsegError("--backend auto: --compile and --bf16 choose a backend themselves; give one of them")
         choice = choose(workload, onnx_file=str(weights) if onnx_file else None, frames=frames,
-                        ready=None if w.is_onnx else _ready(w, size, calibration), device=device.type)
+                        ready=None if w.is_onnx else _ready(w, size, calibration, frame_size), device=device.type)
         backend = choice.backend
         if announce is not None:
             announce(f"backend {backend} (auto: {choice.reason})")

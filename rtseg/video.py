@@ -3,6 +3,7 @@ overlapped in threads joined by bounded queues (``rtseg video``)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import sys
@@ -379,8 +380,14 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
         raise RtsegError(f"--batch {batch}: expected 1 or more")
     frames = open_source(str(source), fps=fps)  # fails before any work on a bad input
     check_output(Path(out), labels_only)
+    # The first frame's size tells auto which graph the video needs (a 16:9 one is not the
+    # model's 4:3); it is put back in front of the others.
+    it = iter(frames.frames)
+    first = next(it, None)
+    frames.frames = itertools.chain([] if first is None else [first], it)
     seg = load_model(weights, device=device, compile=compile, bf16=bf16, threads=threads, runtime=runtime,
-                     backend=backend, workload="stream", frames=frames.total, tta=tta, announce=announce, size=size)
+                     backend=backend, workload="stream", frames=frames.total, tta=tta, announce=announce, size=size,
+                     frame_size=None if first is None else first.shape[:2])
     if on_ready is not None:
         on_ready(seg)
     return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=progress, labels_only=labels_only,

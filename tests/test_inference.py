@@ -43,3 +43,14 @@ def test_predict_writes_a_legend_and_draws_it_on_the_gif(enet_ckpt, tmp_path):
         assert tuple(key[4 + i * 16 + 8, 12]) == tuple(colour)
     with Image.open(r["gif"]) as gif:
         assert gif.size[0] > 2 * 32  # input | prediction | legend
+
+
+def test_auto_knows_which_graph_a_video_of_another_shape_needs():
+    from rtseg.inference import _ready
+    from rtseg.weights import load_weights
+
+    w = load_weights("enet-camvid")
+    ready = _ready(w, None, None, frame_size=(360, 480))
+    assert ready("openvino-int8")  # the shipped graph: the model's own 360x480
+    assert not _ready(w, None, None, frame_size=(720, 1280))("openvino-int8")  # works at 360x640: to build
+    assert not ready("torch-compile") and not ready("openvino")  # compiled each run / not shipped
