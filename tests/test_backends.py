@@ -230,3 +230,35 @@ def test_bfloat16_inference_gives_float32_logits_close_to_float():
     assert next(net.parameters()).dtype == torch.bfloat16
     # bf16 keeps 8 mantissa bits: about 0.4% relative error a value.
     assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+def test_a_shape_being_built_does_not_hold_up_shapes_already_built():
+    import threading
+    import time
+
+    from rtseg.backends import PerShape
+
+    gate = threading.Event()
+    built = []
+
+    def build(hw, n):
+        built.append((n, *hw))
+        if hw == (8, 8):
+            gate.wait(60)  # a slow build (an export, a compile), until the test lets it finish
+        return lambda x: x * 2
+
+    runner = PerShape(build)
+    fast = torch.ones(1, 3, 4, 4)
+    assert torch.equal(runner(fast), fast * 2)
+    slow = threading.Thread(target=runner, args=(torch.ones(1, 3, 8, 8),))
+    slow.start()
+    while (1, 8, 8) not in built:
+        time.sleep(0.01)
+    served = threading.Thread(target=runner, args=(fast,))
+    served.start()
+    served.join(timeout=30)
+    assert not served.is_alive() and not gate.is_set()  # served while (8, 8) was still building
+    gate.set()
+    slow.join()
+    runner(torch.ones(1, 3, 8, 8))
+    assert built == [(1, 4, 4), (1, 8, 8)]  # each shape built once

@@ -121,22 +121,34 @@ def calibration_tensors(options: BuildOptions, size: tuple[int, int]) -> list[np
 
 class PerShape:
     """A runner of a static-size backend: built for each input shape met, on its first frame,
-    and kept (the newest :attr:`MAX_SHAPES`; each holds its own buffers). Thread-safe."""
+    and kept (the newest :attr:`MAX_SHAPES`; each holds its own buffers). Thread-safe: a shape
+    being built (seconds) holds up only the requests of that shape, not those of shapes built."""
 
     MAX_SHAPES = 4
 
     def __init__(self, build: Callable[[tuple[int, int], int], Runner]) -> None:
         self._build = build
         self._runners: dict[tuple[int, ...], Runner] = {}
+        self._building: dict[tuple[int, ...], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def runner(self, shape: tuple[int, ...]) -> Runner:
+        shape = tuple(shape)
         with self._lock:
             run = self._runners.get(shape)
+            if run is not None:
+                return run
+            building = self._building.setdefault(shape, threading.Lock())
+        with building:  # one build per shape; others wait for it, not for the global lock
+            with self._lock:
+                run = self._runners.get(shape)
             if run is None:
-                if len(self._runners) >= self.MAX_SHAPES:
-                    self._runners.pop(next(iter(self._runners)))
-                run = self._runners[shape] = self._build(tuple(shape[-2:]), shape[0])
+                run = self._build(shape[-2:], shape[0])
+                with self._lock:
+                    if len(self._runners) >= self.MAX_SHAPES:
+                        self._runners.pop(next(iter(self._runners)))
+                    self._runners[shape] = run
+                    self._building.pop(shape, None)
             return run
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
