@@ -18,7 +18,7 @@ from rtseg.errors import RtsegError
 from rtseg.io import expand_image_inputs
 from rtseg.models.tta import with_tta
 from rtseg.progress import progress_bar
-from rtseg.runtime import class_map, reuse_freed_memory, select_device  # noqa: F401
+from rtseg.runtime import class_map, class_map_one_thread, reuse_freed_memory, select_device  # noqa: F401
 from rtseg.visualize import legend, overlay, panel, save_gif, save_png, with_legend
 from rtseg.weights import load_weights
 
@@ -149,6 +149,8 @@ class Segmenter:
         self.model = with_tta(runner, tta)
         #: The backend the network runs on (rtseg.backends).
         self.backend = backend
+        #: It runs in a runtime with its own threads (OpenVINO, ONNX Runtime, OpenCV, oneDNN int8).
+        self.backend_cpu_only = get_backend(backend).cpu_only
         #: "none" or "flip" (test-time flip averaging).
         self.tta = tta
         #: Built on the first frame of each size (compiled, exported or quantised): callers warm up.
@@ -208,7 +210,10 @@ class Segmenter:
 
     def predict_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """(N, H, W) uint8 class indices for same-size images."""
-        return class_map(self.predict_logits(images)).to(torch.uint8).cpu().numpy()
+        logits = self.predict_logits(images)
+        if self.backend_cpu_only and logits.shape[1] <= 255:
+            return class_map_one_thread(logits).numpy()  # beside the runtime's own threads
+        return class_map(logits).to(torch.uint8).cpu().numpy()
 
     def predict(self, image: np.ndarray | str | Path) -> np.ndarray:
         """(H, W) uint8 class indices for one image (array or path)."""

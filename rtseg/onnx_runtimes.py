@@ -126,6 +126,11 @@ def _openvino(path: Path, threads: int, input_shape) -> Runner:
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads > 0:
         config["INFERENCE_NUM_THREADS"] = threads
+    # OpenVINO's model cache: compiling a graph for the CPU (kernel selection, int8 repacking)
+    # took 1.2 s of a short video's start for ENet int8 (AMX Xeon); read back, a fraction of it.
+    from rtseg.io import cache_root
+
+    config["CACHE_DIR"] = str(cache_root() / "openvino")
     compiled = core.compile_model(model, "CPU", config)
     # compiled(a) shares one infer request between callers; a request per thread lets server
     # worker threads run the network at once.
