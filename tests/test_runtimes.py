@@ -303,3 +303,15 @@ def test_nan_logits_fail_the_parity_check():
     assert report.max_abs_diff == np.inf
     with pytest.raises(ExportMismatchError, match=r"max inf"):
         check_parity(report)
+
+
+def test_openvino_runs_a_batch_as_side_by_side_requests_with_the_same_output():
+    pytest.importorskip("openvino")
+    from rtseg.backends.graph import shipped_graphs
+    from rtseg.onnx_runtimes import load_runner
+
+    path = sorted(shipped_graphs().glob("*-openvino-int8.onnx"))[0]
+    x = np.random.default_rng(0).standard_normal((2, 3, 360, 480)).astype(np.float32)
+    two = load_runner(path, "openvino", 1, input_shape=(2, 3, 360, 480))(x)
+    one = load_runner(path, "openvino", 1, input_shape=(1, 3, 360, 480))
+    assert np.array_equal(two, np.concatenate([one(x[:1]), one(x[1:])]))
