@@ -183,17 +183,29 @@ def file_runner(path: str, backend: str, options: BuildOptions | None = None) ->
     return get_backend(backend).file_runner(path, options or BuildOptions())
 
 
-def default_calibration(count: int = 8) -> list[np.ndarray]:
+class CalibrationFrames(list):
+    """(H, W, 3) uint8 frames with ``key``: a digest of the files they were decoded from, which a
+    graph's cache key uses instead of the pixels (JPEG decoders may differ by a level here and
+    there between releases; the files do not)."""
+
+    key: str = ""
+
+
+def default_calibration(count: int = 8) -> CalibrationFrames:
     """The street frames the package carries for int8 calibration (CamVid val, sequence 0016E5):
     what the shipped models calibrate on when no ``--calibrate`` is given."""
+    import hashlib
     from importlib.resources import files
 
     from PIL import Image
 
     folder = files("rtseg") / "shipped" / "calibration"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".jpg"))[:count]
-    frames = []
+    frames, digest = CalibrationFrames(), hashlib.sha256()
     for name in names:
+        data = (folder / name).read_bytes()
+        digest.update(data)
         with Image.open(folder / name) as im:
             frames.append(np.array(im.convert("RGB")))
+    frames.key = digest.hexdigest()
     return frames

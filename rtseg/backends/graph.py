@@ -54,8 +54,11 @@ def graph_key(model, size: tuple[int, int], runtime: str, int8: bool, options: B
         h.update(key.encode())
         h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     if int8:
-        for frame in options.calibration or []:
-            h.update(np.ascontiguousarray(frame).tobytes())
+        if getattr(options.calibration, "key", ""):  # the package's frames: their files' digest
+            h.update(options.calibration.key.encode())
+        else:
+            for frame in options.calibration or []:
+                h.update(np.ascontiguousarray(frame).tobytes())
     return h.hexdigest()[:24]
 
 
