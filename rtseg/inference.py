@@ -123,6 +123,8 @@ class Segmenter:
         from rtseg.backends import BuildOptions, build_runner, default_calibration, get_backend
 
         self.device = torch.device(device)
+        #: The runner with the class map inside (:meth:`Backend.build_class_runner`), or None.
+        self.class_runner = None
         if backend is None:
             backend = "torch-bf16" if bf16 else "torch-compile" if compile else "torch"
         elif compile or bf16:
@@ -139,6 +141,8 @@ class Segmenter:
             options = BuildOptions(threads=threads, device=self.device, calibration=calibration,
                                    mean=tuple(mean), std=tuple(std))
             runner = build_runner(model.to(self.device), backend, options=options)
+            if tta == "none" and self.device.type == "cpu":
+                self.class_runner = b.build_class_runner(model, options)
         elif backend not in ("torch", getattr(model, "runtime", None)):
             raise RtsegError(f"{name or 'this model'}: --backend {backend} needs PyTorch weights (a checkpoint "
                              f"or a shipped model); an exported ONNX file runs as it is in "
@@ -163,6 +167,8 @@ class Segmenter:
         self.fixed_size: list[int] | None = None
         #: Limits on an input image (see :func:`check_image_size`).
         self.max_pixels, self.max_aspect = MAX_INPUT_PIXELS, MAX_ASPECT
+        #: Class indices drawn in colour (:meth:`show`; None: every class).
+        self.shown: tuple[int, ...] | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -201,16 +207,21 @@ class Segmenter:
     @torch.no_grad()
     def predict_logits(self, images: list[np.ndarray]) -> torch.Tensor:
         """(N, C, H, W) float logits at the input size."""
-        size = images[0].shape[:2]
-        x = self.preprocess(images)  # each backend takes it in its own layout
+        return self._logits(self.preprocess(images), images[0].shape[:2])  # each backend takes it in its own layout
+
+    def _logits(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         logits = self.model(x).float()
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits
 
+    @torch.no_grad()
     def predict_batch(self, images: list[np.ndarray]) -> np.ndarray:
         """(N, H, W) uint8 class indices for same-size images."""
-        logits = self.predict_logits(images)
+        x, size = self.preprocess(images), tuple(images[0].shape[:2])
+        if self.class_runner is not None and tuple(x.shape[-2:]) == size:
+            return self.class_runner(x)  # the class map inside the runtime: no logits copied out
+        logits = self._logits(x, size)
         if self.backend_cpu_only and logits.shape[1] <= 255:
             return class_map_one_thread(logits).numpy()  # beside the runtime's own threads
         return class_map(logits).to(torch.uint8).cpu().numpy()
@@ -224,11 +235,29 @@ class Segmenter:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         return self.predict_batch([image])[0]
 
+    def show(self, names: str | list[str] | None) -> Segmenter:
+        """Draw only the named classes (``--classes``; None: all) in colour masks, overlays and
+        legends; class-index outputs keep every class."""
+        self.shown = self.classes.select(names)
+        return self
+
     def colorize(self, mask: np.ndarray) -> np.ndarray:
-        return self.classes.colorize(mask)
+        """(H, W) class indices -> (H, W, 3) RGB colours (classes not :attr:`shown`: black)."""
+        return self.classes.colorize(mask, self.shown)
 
     def overlay(self, image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-        return overlay(image, self.colorize(mask), alpha)
+        """The colour mask blended onto the RGB image; where a class is not :attr:`shown`, the
+        image as it is."""
+        blended = overlay(image, self.colorize(mask), alpha)
+        if self.shown is not None:
+            keep = np.zeros(256, dtype=bool)
+            keep[list(self.shown)] = True
+            np.copyto(blended, image, where=~keep[mask][..., None])  # 0.5 ms at 480x360
+        return blended
+
+    def legend(self, height: int | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 picture of the :attr:`shown` classes' colours and names."""
+        return legend(self.classes, height=height, present=None if self.shown is None else set(self.shown))
 
 
 def _ready(w, size, calibration, frame_size=None):
@@ -322,13 +351,15 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
             device: str = "auto", compile: bool = False, bf16: bool = False, threads: int = 0, alpha: float = 0.5,
             output_format: str = "default", gif: bool | str | Path = False, gif_fps: float = 5.0,
             skip_existing: bool = False, progress: bool = True, tta: str = "none", runtime: str | None = None,
-            backend: str | None = None, announce=None, size: tuple[int, int] | None = None) -> dict:
+            backend: str | None = None, announce=None, size: tuple[int, int] | None = None,
+            classes: str | list[str] | None = None) -> dict:
     """Segment image files, folders or globs and write the results to ``out`` (``rtseg predict``).
 
     For each input NAME: ``NAME_labels.png`` (class indices), ``NAME_mask.png`` (colours) and
     ``NAME_overlay.png``, and ``legend.png`` (the class colours); ``output_format="cityscapes"``: one official label-id PNG named after
     the input (19-class Cityscapes models). ``gif``: also an animated input | prediction GIF
-    (True: ``out/predictions.gif``, or a path). ``skip_existing``: leave frames whose outputs are
+    (True: ``out/predictions.gif``, or a path). ``classes``: class names to draw (the others are
+    left uncoloured; the class-index PNGs keep every class). ``skip_existing``: leave frames whose outputs are
     all there (a rerun after a stop). Every file is written atomically. Returns {images, written,
     skipped, out, model, device, median_ms}: the median time per frame of preprocessing + network.
 
@@ -347,6 +378,7 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
     paths = paths[info.rank::info.world_size]
     seg = load_model(weights, device=run_on, compile=compile, bf16=bf16, threads=threads, tta=tta, runtime=runtime,
                      backend=backend, workload="stream", frames=len(paths), announce=announce, size=size)
+    seg.show(classes)
     if output_format == "cityscapes" and seg.num_classes != 19:
         raise RtsegError(f"--format cityscapes needs a 19-class Cityscapes model; {weights or 'the default model'} "
                          f"predicts {seg.num_classes} classes")
@@ -378,9 +410,9 @@ def predict(inputs: list[str | Path] | str | Path, out: str | Path, weights: str
         for image_out, file in zip((mask, colour, seg.overlay(image, mask, alpha)), files):
             save_png(image_out, file)
         if gif:
-            gif_frames.append(with_legend(panel(image, colour), seg.classes))
+            gif_frames.append(with_legend(panel(image, colour), seg.legend(image.shape[0])))
     if output_format == "default" and info.is_main:
-        save_png(legend(seg.classes), out / "legend.png")  # which colour is which class
+        save_png(seg.legend(), out / "legend.png")  # which colour is which class
     gif_path = None
     if gif:
         gif_path = out / "predictions.gif" if gif is True else Path(gif)

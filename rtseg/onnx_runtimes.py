@@ -113,16 +113,10 @@ def _opencv(path: Path, threads: int, input_shape) -> Runner:
     return run
 
 
-def _openvino(path: Path, threads: int, input_shape) -> Runner:
+def _openvino_compile(model, batch: int, threads: int):
+    """``model`` (an ``ov.Model`` of static shape, one image) compiled for the CPU."""
     import openvino as ov
 
-    core = ov.Core()
-    model = core.read_model(str(path))
-    batch = int(input_shape[0]) if input_shape is not None else 1
-    if input_shape is not None:
-        # A static shape: the CPU plugin plans its kernels for it. A batch of N runs as N
-        # one-image requests side by side (below), so the graph is planned for one image.
-        model.reshape([1, *input_shape[1:]] if batch > 1 else list(input_shape))
     # f32, not the CPU plugin's default: on CPUs with AVX512-BF16 or AMX it runs bf16 unless told
     # otherwise, and ENet's class maps then move (99.904% of pixels as f32 on an AVX512-BF16 EPYC,
     # bench/runtime_parity_openvino_bf16_hint.json; docs/deployment_runtimes.md).
@@ -139,16 +133,20 @@ def _openvino(path: Path, threads: int, input_shape) -> Runner:
     from rtseg.io import cache_root
 
     config["CACHE_DIR"] = str(cache_root() / "openvino")
-    compiled = core.compile_model(model, "CPU", config)
-    # compiled(a) shares one infer request between callers; requests per thread let server
-    # worker threads run the network at once.
+    return ov.Core().compile_model(model, "CPU", config)
+
+
+def _side_by_side(compiled, batch: int) -> Runner:
+    """Run ``compiled`` (planned for one image) on a batch of up to ``batch`` as that many
+    requests at once, one per stream; requests per calling thread, so that server worker threads
+    run the network at once (``compiled(a)`` would share one request between callers)."""
     local = threading.local()
 
     def run(a: np.ndarray) -> np.ndarray:
         if not hasattr(local, "requests"):
             local.requests = [compiled.create_infer_request() for _ in range(batch)]
         if batch == 1 or len(a) == 1:
-            return local.requests[0].infer(a)[0]
+            return local.requests[0].infer(np.ascontiguousarray(a))[0]
         for request, image in zip(local.requests, a):
             request.start_async({0: np.ascontiguousarray(image[None])})
         outs = []
@@ -158,6 +156,46 @@ def _openvino(path: Path, threads: int, input_shape) -> Runner:
         return np.concatenate(outs)
 
     return run
+
+
+def _openvino(path: Path, threads: int, input_shape) -> Runner:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    batch = int(input_shape[0]) if input_shape is not None else 1
+    if input_shape is not None:
+        # A static shape: the CPU plugin plans its kernels for it. A batch of N runs as N
+        # one-image requests side by side (below), so the graph is planned for one image.
+        model.reshape([1, *input_shape[1:]] if batch > 1 else list(input_shape))
+    return _side_by_side(_openvino_compile(model, batch, threads), batch)
+
+
+def load_class_runner(path: str | Path, threads: int, input_shape: tuple[int, int, int, int]) -> Runner:
+    """OpenVINO running the logits graph ``path`` with the class map added: ``run(a)`` takes the
+    (N, 3, H, W) float32 input the logits graph takes and returns (N, H, W) uint8 class indices
+    (TopK over the classes, ties to the lowest index as ``argmax``). The class map runs in
+    OpenVINO's threads and the logits ((N, C, H, W) float32: 7.6 MB a CamVid frame) never leave
+    the graph; the input is the same array the logits path gets, so the classes are the same
+    (normalising inside the graph instead moved 0.26% of int8 ENet's pixels: one rounding apart
+    on the input is another int8 step)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    _module("openvino")
+    path = Path(path)
+    n = int(input_shape[0])
+
+    def build():
+        model = ov.Core().read_model(str(path))
+        model.reshape([1, *input_shape[1:]])
+        logits = model.get_results()[0]  # replaced, not kept beside: the logits never leave the graph
+        top = ops.topk(logits.input_value(0), 1, 1, "max", "none", "i32")  # (1, 1, H, W): the best class
+        model.add_results([ops.result(ops.squeeze(ops.convert(top.output(1), "u8"), [1]))])
+        model.remove_result(logits)
+        return _side_by_side(_openvino_compile(model, n, threads), n)
+
+    run = _guard("openvino", path, "load", build)
+    return lambda a: _guard("openvino", path, "run", lambda: np.asarray(run(a)))
 
 
 _LOADERS = {"onnxruntime": _onnxruntime, "opencv": _opencv, "openvino": _openvino}

@@ -20,6 +20,7 @@ from rtseg.errors import RtsegError
 from rtseg.inference import Segmenter, load_model
 from rtseg.io import expand_image_inputs
 from rtseg.progress import progress_bar
+from rtseg.visualize import stamp_legend
 
 _END = object()
 
@@ -131,12 +132,14 @@ class _Pipeline:
     label PNGs), joined by bounded queues; :meth:`summary` gathers the figures."""
 
     def __init__(self, seg: Segmenter, source: VideoSource, out: Path, gif, alpha: float, queue_size: int,
-                 labels_only: bool, batch: int) -> None:
+                 labels_only: bool, batch: int, legend: bool = True) -> None:
         from rtseg.streaming import FrameSegmenter
 
         self.seg, self.source, self.out, self.gif, self.alpha = seg, source, out, gif, alpha
         self.labels_only, self.batch = labels_only, batch
         self.frames = FrameSegmenter(seg)
+        #: (h, w, 3) RGB class key drawn into the top-right corner of every frame (None: no legend).
+        self.key = seg.legend() if legend and not labels_only else None
         self.partial = out.with_name(f".{out.stem}.partial{out.suffix}")
         self.decoded: queue.Queue = queue.Queue(maxsize=queue_size)
         self.predicted: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -253,6 +256,13 @@ class _Pipeline:
         """One overlay frame with the FPS drawn, into the video (opened on the first frame)."""
         start = time.perf_counter()
         blended = self.frames.overlay(frame, mask, self.alpha)  # RGB, uint8 kernels
+        small = None
+        if self.gif is not None:  # half size, the key drawn after so that its text stays readable
+            small = cv2.resize(blended, (blended.shape[1] // 2, blended.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        if self.key is not None:
+            stamp_legend(blended, self.key)  # in place: 0.05 ms
+            if small is not None:
+                stamp_legend(small, self.key)
         bgr = cv2.cvtColor(blended, cv2.COLOR_RGB2BGR)
         cv2.putText(bgr, f"{fps_now:5.1f} FPS", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8,
                     (255, 255, 255), 2, cv2.LINE_AA)
@@ -264,9 +274,8 @@ class _Pipeline:
             if not vw.isOpened():
                 raise RtsegError(f"cannot write {self.out}: no encoder for {self.out.suffix} in this OpenCV build")
         vw.write(bgr)
-        if self.gif is not None:
-            self.gif_frames.append(cv2.resize(blended, (bgr.shape[1] // 2, bgr.shape[0] // 2),
-                                              interpolation=cv2.INTER_AREA))
+        if small is not None:
+            self.gif_frames.append(small)
         self.stats["encode_s"] += time.perf_counter() - mid
         return vw
 
@@ -328,9 +337,10 @@ class _Pipeline:
 
 def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str | Path | None = None,
                   alpha: float = 0.5, queue_size: int = 8, progress: bool = True,
-                  labels_only: bool = False, batch: int | None = None) -> dict:
+                  labels_only: bool = False, batch: int | None = None, legend: bool = True) -> dict:
     """Decode -> segment -> overlay + encode, overlapped; every frame is written, in order, at
-    the source frame rate, with the measured network FPS drawn on it. The video is written to a
+    the source frame rate, with the measured network FPS drawn on it and (``legend``) the class
+    colours and names in its top-right corner (the classes :meth:`Segmenter.show` chose). The video is written to a
     temporary file and renamed when complete. ``labels_only``: ``out`` is a folder that gets one
     class-index PNG per frame (``frame_000000.png``, ...; palette PNGs, written atomically) and no
     video. A compiled model compiles on the first frame before the clock starts. A frame beyond
@@ -350,7 +360,7 @@ def segment_video(seg: Segmenter, source: VideoSource, out: str | Path, gif: str
         batch = 1 if source.live else 2
     if batch < 1:
         raise RtsegError(f"--batch {batch}: expected 1 or more")
-    pipeline = _Pipeline(seg, source, out, gif, alpha, queue_size, labels_only, batch)
+    pipeline = _Pipeline(seg, source, out, gif, alpha, queue_size, labels_only, batch, legend)
     try:
         wall, cpu = pipeline.run(progress)
     except BaseException:
@@ -365,7 +375,8 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
                   alpha: float = 0.5,
                   fps: float | None = None, labels_only: bool = False, batch: int | None = None,
                   progress: bool = True, on_ready=None, backend: str | None = None, tta: str = "none",
-                  announce=None, size: tuple[int, int] | None = None) -> dict:
+                  announce=None, size: tuple[int, int] | None = None, classes: str | list[str] | None = None,
+                  legend: bool = True) -> dict:
     """``rtseg video``: a video file, a folder or glob of frames, or a camera index -> a video
     with the prediction overlaid and the measured FPS drawn (see :func:`segment_video`).
     Bad inputs and outputs fail before the model loads. ``on_ready(segmenter)`` is called once
@@ -373,7 +384,8 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     (:func:`rtseg.load_model`; ``"auto"`` picks for a stream and calls ``announce`` with the
     choice); ``compile``, ``bf16``, ``runtime`` are its older spelling. ``tta``: "flip" for
     test-time flip averaging. ``size``: the network's working size (:func:`rtseg.load_model`).
-    Returns per-stage timings."""
+    ``classes``: the class names drawn (the others stay uncoloured; :meth:`Segmenter.show`);
+    ``legend``: the class key in each frame's corner. Returns per-stage timings."""
     if labels_only and gif:
         raise RtsegError("--gif shows overlays: it cannot go with --labels-only")
     if batch is not None and batch < 1:
@@ -388,7 +400,8 @@ def process_video(source: str, out: str | Path, weights: str | Path | None = Non
     seg = load_model(weights, device=device, compile=compile, bf16=bf16, threads=threads, runtime=runtime,
                      backend=backend, workload="stream", frames=frames.total, tta=tta, announce=announce, size=size,
                      frame_size=None if first is None else first.shape[:2])
+    seg.show(classes)
     if on_ready is not None:
         on_ready(seg)
     return segment_video(seg, frames, out, gif=gif, alpha=alpha, progress=progress, labels_only=labels_only,
-                         batch=batch)
+                         batch=batch, legend=legend)

@@ -50,10 +50,21 @@ def legend(classes: ClassTable, height: int | None = None, present: set[int] | N
     return np.asarray(im)
 
 
-def with_legend(image: np.ndarray, classes: ClassTable) -> np.ndarray:
-    """``image`` (H, W, 3) with the class legend beside it (cropped or padded to its height)."""
-    key = legend(classes, height=image.shape[0])[: image.shape[0]]
-    return panel(image, key)
+def with_legend(image: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) with the legend ``key`` (:func:`legend`, at least H tall) beside it."""
+    return panel(image, key[: image.shape[0]])
+
+
+def stamp_legend(frame: np.ndarray, key: np.ndarray, opacity: float = 0.8) -> np.ndarray:
+    """Draw the legend ``key`` into the top-right corner of ``frame`` (H, W, 3) uint8, in place
+    and blended (the frame shows through): video frames keep their size. A frame too small to
+    hold it (lower than the key, or narrower than twice its width) is left as it is: a shrunken
+    key could not be read and would hide the picture."""
+    h, w = key.shape[:2]
+    if frame.shape[0] >= h and frame.shape[1] >= 2 * w:
+        roi = frame[:h, frame.shape[1] - w:]
+        cv2.addWeighted(key, opacity, roi, 1.0 - opacity, 0.0, dst=roi)
+    return frame
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:

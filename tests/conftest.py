@@ -136,3 +136,112 @@ def copy_camvid_frames(camvid_root: Path, root: Path, counts: dict[str, int], st
 def few_camvid(camvid_root, tmp_path_factory) -> Path:
     """6 train + 2 val real CamVid frames at 96x128 (labels nearest), in the CamVid layout."""
     return copy_camvid_frames(camvid_root, tmp_path_factory.mktemp("few") / "camvid", {"train": 6, "val": 2}, 20)
+
+
+# Datasets in their exact on-disk formats beyond CamVid's (the dataset, evaluation, metrics and
+# inference tests write them).
+
+
+def write_cityscapes(root: Path, split="val", cities=("aachen", "bochum"), h=16, w=32, seed=0,
+                     train_ids_for: tuple[str, ...] = ()) -> list[tuple[Path, np.ndarray]]:
+    """leftImg8bit/{split}/{city}/{city}_000000_{frame}_leftImg8bit.png + gtFine labelIds."""
+    from cityscapesscripts.helpers.labels import labels
+
+    rng = np.random.default_rng(seed)
+    ids = np.array([label.id for label in labels if label.id >= 0], dtype=np.uint8)
+    out = []
+    for city in cities:
+        stem = f"{city}_000000_000019"
+        save_png(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", random_image(rng, h, w))
+        label_ids = rng.choice(ids, size=(h, w)).astype(np.uint8)
+        gt = root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
+        save_png(gt, label_ids, "L")
+        if city in train_ids_for:
+            train = np.full((h, w), 255, np.uint8)
+            for label in labels:
+                if label.id >= 0 and 0 <= label.trainId < 255:
+                    train[label_ids == label.id] = label.trainId
+            save_png(root / "gtFine" / split / city / f"{stem}_gtFine_labelTrainIds.png", train, "L")
+        out.append((gt, label_ids))
+    return out
+
+
+def write_kitti(root: Path, per_category: int = 5, h: int = 12, w: int = 20, seed: int = 0) -> Path:
+    """data_road/training/{image_2,gt_image_2} with road and lane ground truth, and testing/."""
+    rng = np.random.default_rng(seed)
+    base = root / "data_road"
+    for cat in ("um", "umm", "uu"):
+        for i in range(per_category):
+            save_png(base / "training" / "image_2" / f"{cat}_{i:06d}.png", random_image(rng, h, w))
+            gt = np.zeros((h, w, 3), np.uint8)
+            gt[h // 3:, :] = (255, 0, 0)  # valid, not road
+            gt[2 * h // 3:, 4:] = (255, 0, 255)  # road
+            save_png(base / "training" / "gt_image_2" / f"{cat}_road_{i:06d}.png", gt)
+            if cat == "um":  # lane ground truth: all magenta, must never be read as road
+                lane = np.full((h, w, 3), (255, 0, 255), np.uint8)
+                save_png(base / "training" / "gt_image_2" / f"um_lane_{i:06d}.png", lane)
+    for i in range(2):
+        save_png(base / "testing" / "image_2" / f"um_{i:06d}.png", random_image(rng, h, w))
+    return root
+
+
+@pytest.fixture
+def cityscapes_ckpt(tmp_path):
+    """An untrained (seeded) 19-class Cityscapes ENet recorded at 32x64 (evaluation and inference)."""
+    from rtseg.checkpoint import make_checkpoint, save_checkpoint
+    from rtseg.datasets.cityscapes import cityscapes_classes
+    from rtseg.models import create_model
+
+    path = tmp_path / "cs.pt"
+    torch.manual_seed(0)
+    cfg = {"data": {"resize": [32, 64]}}
+    save_checkpoint(make_checkpoint(create_model("enet", num_classes=19), "enet", {}, cityscapes_classes(),
+                                    (0.5,) * 3, (0.5,) * 3, input_size=[32, 64], config=cfg), path)
+    return path
+
+
+# Training on a few real CamVid frames (tests/engine, and the tests of what a trained model does).
+
+
+def few_camvid_config(root: Path, out: Path, *extra: str):
+    """The ENet CamVid recipe on :func:`few_camvid`'s frames: 64x96 crops, batches of 3."""
+    from rtseg.config import load_config
+
+    return load_config(REPO / "configs" / "enet_camvid.yaml", [
+        f"data.data_root={root}", f"run.out_dir={out}", "data.crop=[64,96]", "data.batch_size=3",
+        "data.val_batch_size=2", "run.progress=false", "run.image_summaries=1", *extra])
+
+
+@pytest.fixture(scope="session")
+def trained(few_camvid, tmp_path_factory) -> Path:
+    """best.pt after one epoch of :func:`few_camvid_config` (the evaluation, inference and pruning
+    tests of a trained model share it)."""
+    from rtseg.engine.train import fit
+
+    out = tmp_path_factory.mktemp("trained")
+    fit(few_camvid_config(few_camvid, out, "schedule.epochs=1"))
+    return out / "best.pt"
+
+
+def long_recipe_config(root: Path, out: Path, *extra: str):
+    """The from-scratch recipe (enet_camvid_long.yaml: the scale set, OHEM, EMA) on a few frames."""
+    from rtseg.config import load_config
+
+    return load_config(REPO / "configs" / "enet_camvid_long.yaml", [
+        f"data.data_root={root}", f"run.out_dir={out}", "data.train_split=train", "data.val_split=val",
+        "data.crop=[64,96]", "data.batch_size=3", "data.val_batch_size=2", "run.progress=false",
+        "run.image_summaries=0", "run.compile=false", "run.val_every=1", "schedule.warmup_epochs=1", *extra])
+
+
+# A small ENet exported for OpenCV DNN (the export and the bench tests share it).
+
+#: (H, W) of the small exports for OpenCV DNN and OpenVINO: a multiple of 8, as ENet's unpooling needs.
+EXPORT_SIZE = (48, 64)
+
+
+@pytest.fixture(scope="session")
+def enet_for_opencv(tmp_path_factory):
+    from rtseg.deploy.export import export_onnx
+
+    path = tmp_path_factory.mktemp("opencv") / "enet.onnx"
+    return path, export_onnx(trained_like("enet"), path, EXPORT_SIZE, target="opencv")

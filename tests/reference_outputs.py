@@ -6,7 +6,7 @@ zero (FCN8s' score layers, BiSeNetV2's last residual BN gains) would otherwise h
 inputs, and BatchNorm's gains and running statistics would stay at the identity. (The random
 tensors are left alone: they are varied already, and FCN8s' 100 M fc6 weights make noise slow.) The eval-mode logits of one seeded
 input are summarised in a small digest (statistics and a strided sample of values) that
-tests/test_reference_outputs.py compares with tests/data/reference_outputs.json.
+tests/project/test_reference_outputs.py compares with tests/data/reference_outputs.json.
 
 Regenerate after an intended numeric change (and say why in the commit)::
 

@@ -1,11 +1,20 @@
+"""rtseg.class_weights: class weights by hand and from the cache, the 1/ln(c + p) constant, the
+statistics of rtseg datasets info, and the real CamVid's counts."""
+
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import rtseg
 from conftest import save_png
 from rtseg.class_weights import compute_class_weights, label_statistics, weights_from_statistics
 from rtseg.datasets import build_dataset
+from rtseg.datasets.camvid import CLASSES as CAMVID_CLASSES
+from rtseg.errors import RtsegError
 
 
 def _two_image_camvid(root):
@@ -51,3 +60,21 @@ def test_real_camvid_counts_match_the_dataset_readme(camvid_root):
     assert w["ignored_pixels"] == 2503995
     assert w["weights"][4] == pytest.approx(1.0)  # Pavement holds the median frequency
     assert min(w["weights"]) == w["weights"][3]  # Road is the most frequent class
+
+
+def test_class_weight_constant():
+    stats = {"class_pixel_counts": [10, 2, 2], "ignored_pixels": 2}
+    p = np.array([10, 2, 2]) / 16
+    assert weights_from_statistics(stats, "enet", 1.10) == pytest.approx(list(1 / np.log(1.10 + p)))
+    assert weights_from_statistics(stats, "enet") == pytest.approx(list(1 / np.log(1.02 + p)))
+    assert max(weights_from_statistics(stats, "enet", 1.10)) < 1 / math.log(1.10)
+    with pytest.raises(RtsegError, match="c=1.0"):
+        weights_from_statistics(stats, "enet", 1.0)
+
+
+def test_dataset_info(tiny_camvid):
+    info = rtseg.dataset_info("camvid", "train", tiny_camvid)
+    labels = np.stack([np.asarray(Image.open(p)) for p in sorted((tiny_camvid / "trainannot").glob("*.png"))])
+    assert info["num_images"] == 3 and info["class_names"] == list(CAMVID_CLASSES.names)
+    assert info["class_pixel_counts"] == np.bincount(labels.ravel(), minlength=12)[:11].tolist()
+    assert info["ignored_pixels"] == int((labels == 11).sum())

@@ -22,6 +22,8 @@ from rtseg.distributed import DistInfo, first_slurm_host, from_env, shard_batche
 from rtseg.engine.train import fit
 
 REPO = Path(__file__).resolve().parents[1]
+
+
 # torchrun starts two Python processes per call (tens of seconds each on a shared CPU).
 slow = pytest.mark.slow
 
@@ -165,14 +167,3 @@ def test_slurm_environment():
     assert from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}) == DistInfo(1, 2, 1)
     assert from_env({}) == DistInfo() and not DistInfo().enabled
     assert first_slurm_host("node5") == "node5" and first_slurm_host("a[1-2],b") == "a1"
-
-
-@slow
-def test_training_throughput_bench_in_two_processes():
-    # The eager path: the compiled one would spend minutes compiling in each process.
-    one = rtseg.benchmark("enet", train_throughput=True, size=(32, 48), batch=4, steps=2, threads=1,
-                          train_path="eager")
-    two = rtseg.benchmark("enet", train_throughput=True, processes=2, size=(32, 48), batch=2, steps=2, threads=1,
-                          train_path="eager")
-    assert (one["processes"], two["processes"]) == (1, 2) and two["batch_per_process"] == 2
-    assert one["images_per_s"] > 0 and two["images_per_s"] > 0 and two["threads"] == 1

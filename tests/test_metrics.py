@@ -1,4 +1,5 @@
-"""Confusion-matrix metrics, checked by hand and against the official Cityscapes evaluator."""
+"""rtseg.metrics: confusion-matrix metrics, checked by hand and against the official Cityscapes
+evaluator, and the binary precision-recall curve (KITTI Road's max-F and AP)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import save_png
+from conftest import save_png, write_cityscapes
 from rtseg.constants import IGNORE_INDEX
 from rtseg.datasets import build_dataset
-from rtseg.metrics import ConfusionMatrix
-from test_datasets import write_cityscapes
+from rtseg.metrics import BinaryPRCurve, ConfusionMatrix
 
 
 def test_hand_computed_figures():
@@ -94,3 +94,16 @@ def test_agrees_with_official_cityscapes_evaluator(tmp_path):
             assert iou == pytest.approx(theirs, abs=1e-9), name
     assert math.isnan(ours["iou"][16])
     assert ours["miou"] == pytest.approx(official["averageScoreClasses"], abs=1e-9)
+
+
+def test_binary_pr_curve_by_hand():
+    prob = torch.tensor([0.9, 0.8, 0.3, 0.2, 0.7, 0.1])
+    target = torch.tensor([1, 1, 1, 0, 0, 255])
+    pr = BinaryPRCurve(positive=1, num_thresholds=11)
+    pr.update(prob, target)
+    r = pr.compute()
+    # thresholds 0.8: P=1, R=2/3 (F=0.8); 0.7: P=2/3, R=2/3; 0.3: P=3/4, R=1 (F=6/7)
+    assert r["max_f"] == pytest.approx(6 / 7)
+    assert r["best_threshold"] == pytest.approx(0.3)
+    # recall levels 0..0.6 -> best precision 1; 0.7..1.0 -> 3/4
+    assert r["average_precision"] == pytest.approx((7 * 1 + 4 * 0.75) / 11)

@@ -1,5 +1,13 @@
-"""rtseg.runtime: which convolutions oneDNN's bf16 channels-last training gets wrong."""
+"""rtseg.runtime: which convolutions oneDNN's bf16 channels-last training gets wrong, mixed
+precision only where the CPU computes it, and freed memory reused by glibc's malloc."""
 
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
 from torch import nn
 
 
@@ -18,3 +26,42 @@ def test_bf16_unsafe_convolutions_are_the_dilated_ones_off_a_multiple_of_16():
     # EDANet's growth of 40 channels with dilations up to 16: affected; ENet's dilated 128: not.
     assert bf16_channels_last_unsafe_convs(create_model("edanet", num_classes=11))
     assert not bf16_channels_last_unsafe_convs(create_model("enet", num_classes=11))
+
+
+def test_mixed_precision_only_where_the_cpu_computes_it(monkeypatch):
+    from rtseg import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.autocast_dtype(torch.device("cpu")) is None
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert runtime.autocast_dtype(torch.device("cpu")) is torch.bfloat16
+    assert runtime.autocast_dtype(torch.device("cuda")) is torch.float16
+
+
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from rtseg.inference import reuse_freed_memory
+if sys.argv[1] == "1":
+    assert reuse_freed_memory()
+torch.set_num_threads(1)
+model = torch.nn.Sequential(*[torch.nn.Conv2d(16, 16, 3, padding=1) for _ in range(4)]).eval()
+x = torch.randn(1, 16, 256, 256)  # 4 MB activations: above glibc's default mmap threshold
+with torch.no_grad():
+    for _ in range(3):
+        model(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        model(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_reuse_freed_memory_stops_page_faults_on_every_forward_pass():
+    def faults(flag: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, flag], capture_output=True, text=True, check=True)
+        return int(done.stdout.strip().splitlines()[-1])
+
+    default, reused = faults("0"), faults("1")
+    assert default > 1000  # every forward pass page-faults its activations in again
+    assert reused < default / 10

@@ -9,7 +9,7 @@ Three things on the site come from the code at build time, so that they cannot d
   dataclasses of :mod:`rtseg.config` (type, default and the ``#:`` comment above the field);
 * ``<!-- rtseg:recipes -->`` becomes the table of the recipes in ``configs/``.
 
-``tests/test_docs.py`` imports this file to check that every subcommand is in the reference.
+``tests/project/test_docs.py`` imports this file to check that every subcommand is in the reference.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ so that this runs at the peer's speed. Where it differs from the paper and from 
 Parameters: 348,924 + 144 x classes (:func:`peer_param_count`, from the layer table; 350,508 at
 11 classes, the count of the original module), against rtseg's 360,274 at 11 classes (PReLU per
 channel, 3x3 transposed convolutions in the upsampling bottlenecks). Checked against the original
-(``tests/test_peer_enet.py`` has the counts): its state dict loads into :class:`PeerENet` with
+(``tests/project/test_peer_enet.py`` has the counts): its state dict loads into :class:`PeerENet` with
 ``strict=True`` and the outputs are bit-identical (random weights and BN statistics, 360x480).
 """
 

@@ -55,6 +55,9 @@ class BuildOptions:
 
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
+#: The runner's (N, 3, H, W) float input -> (N, H, W) uint8 class indices, the class map taken
+#: inside the runtime (:meth:`Backend.build_class_runner`).
+ClassRunner = Callable[[torch.Tensor], np.ndarray]
 
 
 class Backend:
@@ -96,6 +99,13 @@ class Backend:
     def build_runner(self, model: nn.Module, size: tuple[int, int], batch: int, options: BuildOptions) -> Runner:
         """A runner for ``model`` (eval mode, float32, CPU) at (``batch``, 3, *size*)."""
         raise NotImplementedError
+
+    def build_class_runner(self, model: nn.Module, options: BuildOptions) -> ClassRunner | None:
+        """The runner with the class map inside it, for inputs whose logits need no resizing
+        (video and photos at the network's working size): where the runtime can add the class
+        map to its graph, it runs in its threads and no logits are copied out. None: the caller
+        takes the class map of :meth:`build_runner`'s logits."""
+        return None
 
     def __repr__(self) -> str:
         return f"<backend {self.name}>"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtseg.backends.base import Backend, BuildOptions, PerShape, Requirements, Runner, calibration_tensors
-from rtseg.onnx_runtimes import INSTALL, load_runner
+from rtseg.backends.base import Backend, BuildOptions, ClassRunner, PerShape, Requirements, Runner, calibration_tensors
+from rtseg.onnx_runtimes import INSTALL, load_class_runner, load_runner
 
 EXPORT = ("onnxscript", "pip install 'rtseg[export]'")
 #: Part of every graph's cache key: bump it when the export or the quantisation changes what
@@ -157,6 +157,19 @@ class GraphBackend(Backend):
         def build(hw, n):
             path = cached_graph(model, hw, runtime, self.int8, options)
             return tensor_runner(load_runner(path, runtime, options.threads, input_shape=(n, 3, *hw)))
+
+        return PerShape(build)
+
+    def build_class_runner(self, model, options: BuildOptions) -> ClassRunner | None:
+        """OpenVINO: the same graph with the class map added
+        (:func:`rtseg.onnx_runtimes.load_class_runner`), per input shape."""
+        if self.onnx_runtime != "openvino":
+            return None
+
+        def build(hw, n):
+            path = cached_graph(model, hw, "openvino", self.int8, options)
+            run = load_class_runner(path, options.threads, (n, 3, *hw))
+            return lambda x: run(np.ascontiguousarray(x.detach().cpu().float().numpy()))
 
         return PerShape(build)
 

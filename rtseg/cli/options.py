@@ -85,6 +85,13 @@ def add_inference(p: argparse.ArgumentParser, unit: str) -> None:
     add_backend(p, "auto")
 
 
+def add_classes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--classes", default=None, metavar="NAMES",
+                   help="comma-separated class names to draw (e.g. Road,Car,Pedestrian; any case): the others are "
+                        "left uncoloured and out of the legend; class-index outputs keep every class "
+                        "(default: all; a name the model lacks is refused with the list of its classes)")
+
+
 def add_tta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=["none", "flip"], default="none",
                    help="test-time augmentation: flip = average the network over the image and its mirror "

@@ -10,7 +10,7 @@ from rtseg.cli import options
 def register(sub) -> None:
     p = sub.add_parser("video", help="segment a video, a folder of frames or a camera",
                        description="Segment every frame and write a video with the prediction overlaid and the "
-                                   "measured FPS drawn on it, at the source frame rate. Decoding, inference and "
+                                   "measured FPS and the class key drawn on it, at the source frame rate. Decoding, inference and "
                                    "encoding run concurrently (bounded queues); a summary of per-stage time is "
                                    "printed at the end.")
     p.add_argument("input", metavar="INPUT", help="video file, folder or glob of frames, or camera index (0)")
@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help="frames per network pass (default 2 for files and folders: cheaper per frame; "
                         "1 for a camera: lower latency)")
     options.add_inference(p, "frame")
+    options.add_classes(p)
+    p.add_argument("--no-legend", action="store_true",
+                   help="leave out the class key drawn in each frame's top-right corner")
     options.add_tta(p)
     options.add_working_size(p)
     p.set_defaults(func=run)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     stats = process_video(args.input, args.out, args.weights, device=args.device, backend=options.resolve_backend(args),
                           threads=args.threads, gif=args.gif, alpha=args.alpha, fps=args.fps, tta=args.tta,
                           labels_only=args.labels_only, batch=args.batch, on_ready=announce,
-                          size=options.parse_size(args.size),
+                          size=options.parse_size(args.size), classes=args.classes, legend=not args.no_legend,
                           announce=lambda m: print(m, flush=True))
     n = stats["frames_out"]
     what = "class-index PNGs" if stats["labels_only"] else f"frames at {stats['source_fps']:.1f} fps"

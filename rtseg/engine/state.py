@@ -4,8 +4,8 @@
 the gradient scaler, the epoch counters and the random number generators, so that a run stopped
 after any epoch and resumed continues exactly (bit for bit with the same number of processes and
 ``data.num_workers=0``: worker processes draw their augmentations from random states of their
-own, which a checkpoint does not hold; tests/test_engine.py, tests/test_recipe.py,
-tests/test_distributed.py).
+own, which a checkpoint does not hold; tests/engine/test_engine_train.py,
+tests/engine/test_engine_ema.py, tests/test_distributed.py).
 """
 
 from __future__ import annotations

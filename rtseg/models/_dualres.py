@@ -2,7 +2,7 @@
 blocks in the DDRNet layout and the BN-ReLU-conv segmentation head (their pyramid pooling,
 DAPPM and PAPPM, is :class:`rtseg.models._layers.DeepAggregationPyramidPooling`), after the
 authors' code (ydhongHIT/DDRNet, XuJiacong/PIDNet): the same layers, channels and activations (the parameter counts match, see
-tests/test_models.py); module names are rtseg's own.
+tests/models/test_models.py); module names are rtseg's own.
 
 Every resize goes to the size of the tensor it is added to (not ``input // 8``), so any input
 size works: stride-2 convolutions round up, and the branches meet at the same sizes.

@@ -3,7 +3,7 @@ the pyramid pooling modules.
 
 They build exactly the modules the networks built inline before (same classes, order and
 ``nn.Sequential`` indices), so every state-dict key, every shipped checkpoint and the seeded
-initialisation stay as they were (tests/test_reference_outputs.py and the shipped-weights tests
+initialisation stay as they were (tests/project/test_reference_outputs.py and the shipped-weights tests
 hold them to it).
 """
 

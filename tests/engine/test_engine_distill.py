@@ -1,0 +1,97 @@
+"""rtseg.engine.distill: the distillation term (KL, temperature), the ensemble teacher and its cache,
+and training with a teacher (resume exact)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import write_enet_ckpt
+from rtseg.config import load_config
+from rtseg.datasets import build_dataset
+from rtseg.engine.distill import Teacher, distillation_kl, teacher_targets
+from rtseg.engine.train import fit
+from rtseg.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_kl_is_zero_when_the_student_agrees_and_skips_nan_pixels():
+    torch.manual_seed(0)
+    student = torch.randn(2, 5, 6, 7)
+    teacher = student.log_softmax(1)
+    assert float(distillation_kl(student, teacher)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.randn(2, 5, 6, 7).log_softmax(1)
+    kl = distillation_kl(student, other)
+    assert float(kl) > 0.01
+    # NaN marks padding: those pixels drop out, whatever the student says there.
+    padded = other.clone()
+    padded[:, :, :, 4:] = float("nan")
+    changed = student.clone()
+    changed[:, :, :, 4:] += 10 * torch.randn(2, 5, 6, 3)
+    a, b = distillation_kl(student, padded), distillation_kl(changed, padded)
+    assert torch.isfinite(a) and float(a) == pytest.approx(float(b), rel=1e-6)
+    assert float(distillation_kl(student, torch.full_like(other, float("nan")))) == 0.0
+
+
+def test_temperature_softens_and_scales_by_t_squared():
+    torch.manual_seed(1)
+    s, t = torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 3).log_softmax(1)
+    t_soft = (t / 4).log_softmax(1)
+    expected = 16 * (t_soft.exp() * (t_soft - (s / 4).log_softmax(1))).sum(1).mean()
+    assert float(distillation_kl(s, t, temperature=4.0)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_teacher_ensemble_maps_are_cached_per_teacher(tiny_camvid, tmp_path):
+    a = write_enet_ckpt(tmp_path / "a.pt", bn_statistics=True)
+    b = write_enet_ckpt(tmp_path / "b.pt")
+    data = build_dataset("camvid", "train", tiny_camvid)
+    teacher = Teacher([str(a), str(b)], tta="flip", size=[32, 48])
+    maps = teacher_targets(teacher, data, tmp_path / "cache", progress=False)
+    assert len(maps) == len(data) and maps[0].shape == (11, 24, 32) and maps[0].dtype == torch.float16
+    assert torch.allclose(maps[0].float().exp().sum(0), torch.ones(24, 32), atol=1e-2)  # log-probabilities
+    cached = list((tmp_path / "cache").glob("teacher-*.pt"))
+    assert len(cached) == 1
+    again = teacher_targets(Teacher([str(a), str(b)], tta="flip", size=[32, 48]), data, tmp_path / "cache")
+    assert all(torch.equal(x, y) for x, y in zip(maps, again))
+    # Another setting is another teacher: another file.
+    teacher_targets(Teacher([str(a)], tta="none"), data, tmp_path / "cache", progress=False)
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 2
+
+
+def test_bad_teacher_settings_are_config_errors(tiny_camvid, tmp_path):
+    a = write_enet_ckpt(tmp_path / "a.pt")
+    with pytest.raises(ConfigError, match="distill_teachers"):
+        Teacher([])
+    with pytest.raises(ConfigError, match="distill_size"):
+        Teacher([str(a)], size=[0, 10])
+    cfg = _cfg(tiny_camvid, tmp_path / "run", "loss.distill_teachers=[missing.pt]")
+    with pytest.raises(ConfigError, match="loss.distill_teachers.*missing.pt"):
+        fit(cfg)
+
+
+def _cfg(root: Path, out: Path, *extra: str):
+    return load_config(REPO / "configs" / "enet_camvid.yaml", [
+        f"data.data_root={root}", f"run.out_dir={out}", "data.crop=[16,24]", "data.batch_size=2",
+        "data.val_batch_size=2", "run.progress=false", "run.image_summaries=0", "run.compile=false",
+        "loss.class_weights=none", *extra])
+
+
+def test_distilled_training_resumes_exactly(tiny_camvid, tmp_path):
+    teacher = write_enet_ckpt(tmp_path / "teacher.pt", bn_statistics=True)
+    common = ("schedule.name=step", "schedule.step_epochs=1", "schedule.gamma=0.5",
+              f"loss.distill_teachers=[{teacher}]", "loss.distill_weight=3.0", "loss.distill_temperature=2.0")
+    fit(_cfg(tiny_camvid, tmp_path / "straight", "schedule.epochs=2", *common))
+    fit(_cfg(tiny_camvid, tmp_path / "resumed", "schedule.epochs=1", *common))
+    fit(_cfg(tiny_camvid, tmp_path / "resumed", "schedule.epochs=2", *common), resume=True)
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert len(list((tmp_path / "resumed").glob("teacher-*.pt"))) == 1
+    # The teacher changes what is learnt: without it the weights differ.
+    fit(_cfg(tiny_camvid, tmp_path / "plain", "schedule.epochs=2", *common[:3]))
+    c = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)
+    assert any(not torch.equal(v, c["state_dict"][k]) for k, v in a["state_dict"].items())

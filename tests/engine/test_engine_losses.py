@@ -1,0 +1,64 @@
+"""rtseg.engine.losses: the distillation term of SegmentationLoss, OHEM cross-entropy, and PIDNet's
+boundary losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rtseg import create_model
+from rtseg.engine.distill import distillation_kl
+from rtseg.engine.losses import SegmentationLoss, ohem_cross_entropy
+
+
+def test_the_loss_adds_the_term_only_with_a_teacher_and_a_weight():
+    torch.manual_seed(2)
+    logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8))
+    teacher = torch.randn(2, 4, 8, 8).log_softmax(1)
+    plain = SegmentationLoss()(logits, target)
+    assert float(SegmentationLoss(distill_weight=0.0)(logits, target, teacher)) == pytest.approx(float(plain))
+    with_kd = SegmentationLoss(distill_weight=2.0)(logits, target, teacher)
+    assert float(with_kd) == pytest.approx(float(plain + 2 * distillation_kl(logits, teacher)), rel=1e-6)
+
+
+def test_ohem_keeps_the_hard_pixels():
+    # Four pixels; true-class probabilities about 0.99, 0.9, 0.5, 0.1 (two classes).
+    margin = torch.tensor([4.6, 2.2, 0.0, -2.2])
+    logits = torch.stack([margin, torch.zeros(4)], 0).view(1, 2, 1, 4)
+    target = torch.zeros(1, 1, 4, dtype=torch.long)
+    per_pixel = F.cross_entropy(logits, target, reduction="none").flatten()
+    # thresh 0.7: the last two are hard; min_kept 1 does not widen that.
+    got = ohem_cross_entropy(logits, target, None, 255, thresh=0.7, min_kept=1)
+    assert got == pytest.approx(float(per_pixel[2:].mean()), rel=1e-5)
+    # min_kept 3 widens to the three hardest.
+    got = ohem_cross_entropy(logits, target, None, 255, thresh=0.7, min_kept=3)
+    assert got == pytest.approx(float(per_pixel[1:].mean()), rel=1e-5)
+    # Ignored pixels never count; class weights give a weighted mean.
+    target2 = torch.tensor([[[0, 0, 255, 1]]])
+    w = torch.tensor([1.0, 3.0])
+    full = F.cross_entropy(logits, target2, weight=w, ignore_index=255, reduction="none").flatten()
+    got = ohem_cross_entropy(logits, target2, w, 255, thresh=1.0, min_kept=1)
+    assert got == pytest.approx(float(full[[0, 1, 3]].sum() / (1 + 1 + 3)), rel=1e-5)
+    loss = SegmentationLoss(ohem_min_kept=1, ohem_thresh=0.7)
+    assert loss(logits, target) == pytest.approx(float(per_pixel[2:].mean()), rel=1e-5)
+
+
+def test_pidnet_boundary_losses():
+    from rtseg.engine.losses import balanced_bce, boundary_targets
+
+    labels = torch.zeros(1, 12, 12, dtype=torch.long)
+    labels[:, :, 6:] = 3  # one vertical edge between columns 5 and 6
+    edges = boundary_targets(labels)[0, 0]
+    assert edges[:, 4:8].all() and not edges[:, :4].any() and not edges[:, 8:].any()  # a 4-pixel band
+    # Balanced BCE: both classes weigh the same in total, so predicting all-background is punished.
+    all_background = balanced_bce(torch.full((1, 1, 12, 12), -5.0), edges[None, None])
+    right = balanced_bce(torch.where(edges > 0, 5.0, -5.0)[None, None], edges[None, None])
+    assert all_background > 10 * right
+    model = create_model("pidnet_s", num_classes=4).train()
+    out = model(torch.randn(2, 3, 48, 64))
+    assert set(out) == {"out", "aux1", "boundary"} and out["boundary"].shape == (2, 1, 48, 64)
+    target = torch.randint(0, 4, (2, 48, 64))
+    with_boundary = SegmentationLoss(aux_weights=[0.4])(out, target)
+    without = SegmentationLoss(aux_weights=[0.4])({k: v for k, v in out.items() if k != "boundary"}, target)
+    assert with_boundary > without

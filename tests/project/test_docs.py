@@ -1,0 +1,72 @@
+"""The documentation site's generated pages (tools/docs_hooks.py): the CLI reference covers
+every command of rtseg.cli, and the config table every key of rtseg.config."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "tools" / "docs_hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_reference_has_every_subcommand():
+    from rtseg.cli import build_parser
+
+    hooks = _hooks()
+    text = hooks.cli_reference()
+    commands = [name for name, _, _ in hooks.iter_commands(build_parser())]
+    top = {name.split()[1] for name in commands}
+    assert {"train", "predict", "eval", "export", "bench", "video", "prune", "serve", "models",
+            "class-weights", "datasets"} <= top
+    assert "rtseg datasets info" in commands and "rtseg datasets resize" in commands
+    for name in commands:
+        assert f"`{name}`" in text, f"{name} missing from the generated CLI reference"
+    # every option of every command is in its table
+    for name, _, parser in hooks.iter_commands(build_parser()):
+        for action in parser._actions:
+            for option in action.option_strings:
+                assert option in text, f"{name} {option} missing"
+
+
+def test_config_reference_has_every_key():
+    from rtseg.config import TrainConfig
+
+    text = _hooks().config_reference()
+    for section in dataclasses.fields(TrainConfig):
+        for f in dataclasses.fields(section.default_factory().__class__):
+            assert f"<code>{section.name}.{f.name}</code>" in text
+
+
+def test_readme_front_page_links_are_site_relative():
+    hooks = _hooks()
+    page = hooks.readme_for_site((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert "](docs/" not in page
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+def test_the_backend_accuracy_table_is_the_results_files():
+    # docs/deployment.md's table of rtseg eval --backend figures (make eval-backends) must say what
+    # bench/eval_backends/ holds: a rerun that moves a figure fails here until the page follows.
+    import json
+    import re
+
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    table = text.split("<!-- eval-backends -->")[1].split("<!-- /eval-backends -->")[0]
+    rows = [r for r in table.strip().splitlines()[2:]]
+    assert len(rows) >= 5
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        found = re.search(r"`([a-z0-9-]+)`", cells[0])
+        backend = found.group(1) if found else "plain"
+        for model, cell in zip(("enetA", "edanetB1"), cells[1:]):
+            result = json.loads((ROOT / "bench" / "eval_backends" / f"{model}_0006R0_{backend}.json").read_text())
+            assert cell == f"{100 * result['miou']:.2f}", (backend, model, cell)
+            assert result["split"] == "train/0006R0" and result["tta"] == "none"
