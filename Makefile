@@ -80,7 +80,7 @@ shipped-graphs: install
 EVAL_HELDOUT := enetA:bench/campaign/enet_camvid_long/last.pt edanetB1:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
 eval-backends: install
 	@for m in $(EVAL_HELDOUT); do name=$${m%%:*}; w=$${m#*:}; \
-	  for b in plain openvino-int8 torch-bf16 torch-int8 onnxruntime-int8 openvino; do \
+	  for b in plain openvino-int8 torch-bf16 torch-int8 onnxruntime-int8 openvino executorch executorch-int8; do \
 	    extra=$$( [ $$b = plain ] || echo "--backend $$b" ); \
 	    $(VENV)/bin/rtseg eval --weights $$w --dataset camvid --split train/0006R0 --threads 2 $$extra \
 	      --json bench/eval_backends/$${name}_0006R0_$$b.json | grep -E "mIoU|error"; done; done

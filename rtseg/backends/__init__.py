@@ -16,6 +16,8 @@ out (:mod:`rtseg.backends.base`). ``--backend NAME`` in ``rtseg predict``, ``eva
 ``opencv``                    OpenCV DNN on its graph form
 ``openvino``                  OpenVINO, float32, on its graph form
 ``openvino-int8``             OpenVINO on the int8 (QDQ) export: VNNI / AMX kernels
+``executorch``                ExecuTorch on the XNNPACK delegate (phones, boards)
+``executorch-int8``           the same, PT2E int8 with the XNNPACK quantiser, calibrated
 ============================  =========================================================
 
 ``auto`` (:func:`choose`) picks one from this CPU, what is installed and the amount of work.
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtseg.backends import onnxruntime, opencv, openvino
+from rtseg.backends import executorch, onnxruntime, opencv, openvino
 from rtseg.backends.base import Backend, BackendUnavailable, BuildOptions, PerShape, Requirements, Runner
 from rtseg.backends.pytorch import Torch, TorchBf16, TorchCompile
 from rtseg.backends.torch_int8 import TorchInt8
@@ -40,7 +42,8 @@ __all__ = ["AUTO", "Backend", "BackendUnavailable", "BuildOptions", "Choice", "P
            "file_runner", "get_backend", "list_backends"]
 
 _REGISTRY: dict[str, Backend] = {b.name: b for b in (
-    Torch(), TorchCompile(), TorchBf16(), TorchInt8(), *onnxruntime.BACKENDS, *opencv.BACKENDS, *openvino.BACKENDS)}
+    Torch(), TorchCompile(), TorchBf16(), TorchInt8(), *onnxruntime.BACKENDS, *opencv.BACKENDS, *openvino.BACKENDS,
+    *executorch.BACKENDS)}
 
 #: The name that asks :func:`choose` to pick.
 AUTO = "auto"

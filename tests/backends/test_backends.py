@@ -22,8 +22,8 @@ from rtseg.errors import RtsegError
 from rtseg.runtime import class_map
 from rtseg.weights import load_weights
 
-#: Compiling backends cost 20-60 s each on 2 cores: the slow suite runs them.
-SLOW = {"torch-compile", "torch-bf16", "torch-int8"}
+#: Compiling and lowering backends cost 20-60 s each on 2 cores: the slow suite runs them.
+SLOW = {"torch-compile", "torch-bf16", "torch-int8", "executorch", "executorch-int8"}
 
 
 #: Least share of pixels whose class agrees with float PyTorch, by the backend's precision
@@ -37,7 +37,7 @@ def _params():
 
 def test_the_registry_names_every_backend_once_with_what_it_needs():
     names = list_backends()
-    assert names[0] == "torch" and len(names) == len(set(names)) == 9
+    assert names[0] == "torch" and len(names) == len(set(names)) == 11
     for name in names:
         b = get_backend(name)
         assert b.name == name and b.summary
