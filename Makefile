@@ -6,9 +6,27 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs eval-backends your-data-example clean
+.PHONY: install web-runtime lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs eval-backends your-data-example clean
 
-install: $(STAMP)
+# The page's runtime for `rtseg serve --in-browser` (the network runs in the browser):
+# onnxruntime-web from npm, its default WebGPU + WASM build (three files, 30 MB; its package.json says
+# MIT), kept out of git and out of the wheel (rtseg/serve/browser.py). Skipped with a note where
+# npm is missing.
+ORT_WEB := 1.31.1
+WEB_RUNTIME := rtseg/web/vendor/onnxruntime-web/.version-$(ORT_WEB)
+
+install: $(STAMP) $(WEB_RUNTIME)
+
+web-runtime: $(WEB_RUNTIME)
+
+$(WEB_RUNTIME):
+	@if command -v npm >/dev/null; then set -e; tmp=$$(mktemp -d); \
+	  (cd $$tmp && npm pack --silent onnxruntime-web@$(ORT_WEB) >/dev/null && tar xzf onnxruntime-web-$(ORT_WEB).tgz); \
+	  rm -rf $(dir $@); mkdir -p $(dir $@); \
+	  cp $$tmp/package/dist/ort.min.js $$tmp/package/dist/ort-wasm-simd-threaded.jsep.mjs \
+	     $$tmp/package/dist/ort-wasm-simd-threaded.jsep.wasm $$tmp/package/package.json $(dir $@); \
+	  rm -rf $$tmp; touch $@; \
+	else echo "npm not found: rtseg serve --in-browser needs onnxruntime-web (make web-runtime)"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -123,6 +123,9 @@ class Segmenter:
         from rtseg.backends import BuildOptions, build_runner, default_calibration, get_backend
 
         self.device = torch.device(device)
+        #: The PyTorch network the runner was built from (None for an exported file): what
+        #: ``rtseg serve --in-browser`` exports for the page.
+        self.network = model if isinstance(model, nn.Module) else None
         #: The runner with the class map inside (:meth:`Backend.build_class_runner`), or None.
         self.class_runner = None
         if backend is None:

@@ -22,7 +22,22 @@ def missing() -> str | None:
     return None
 
 
-def open_browser(width: int = 1400, height: int = 1150):
+def write_y4m(image_path, out) -> None:
+    """One frame as a Y4M video (4:2:0), what Chromium's fake camera plays in a loop
+    (``--use-file-for-fake-video-capture``)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(image_path).convert("RGB"))
+    h, w = rgb.shape[:2]
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)  # (H * 3 / 2, W): Y, then U and V planes
+    with open(out, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F30:1 Ip A1:1 C420jpeg\nFRAME\n".encode())
+        f.write(yuv.tobytes())
+
+
+def open_browser(width: int = 1400, height: int = 1150, fake_video=None):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -38,6 +53,8 @@ def open_browser(width: int = 1400, height: int = 1150):
                 "--no-first-run", "--no-default-browser-check", f"--user-data-dir={profile}",
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
+    if fake_video is not None:  # the camera plays this file instead of Chromium's test pattern
+        options.add_argument(f"--use-file-for-fake-video-capture={fake_video}")
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 

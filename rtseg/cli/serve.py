@@ -39,6 +39,13 @@ def register(sub) -> None:
     p.add_argument("--allowed-origins", default=None, metavar="ORIGINS",
                    help="comma-separated origins (https://app.example.com) whose pages may call the API, with CORS "
                         "for them; default: only the server's own page")
+    p.add_argument("--in-browser", action="store_true",
+                   help="also hand the page the network (ONNX, class map inside) to run itself in onnxruntime-web "
+                        "(WebGPU where the browser has it, else WASM): camera frames then never leave the device; "
+                        "the page's 'run in this browser' box switches between the two")
+    p.add_argument("--web-runtime", default=None, metavar="PATH",
+                   help="--in-browser: onnxruntime-web's folder or npm tarball (npm pack onnxruntime-web); default: "
+                        "the folder make web-runtime fills")
     options.add_device(p)
     options.add_threads(p)
     options.add_backend(p, "auto")
@@ -63,12 +70,19 @@ def run(args: argparse.Namespace) -> int:
             raise RtsegError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected a positive number")
     limits = ServeLimits(max_bytes=int(args.max_mb * 2**20), max_pixels=args.max_pixels, max_batch=args.max_batch,
                          queue=args.queue, max_streams=args.max_streams, stream_idle_s=args.stream_idle)
+    if args.web_runtime is not None and not args.in_browser:
+        raise RtsegError("--web-runtime is the page's runtime for --in-browser: add --in-browser")
+    if args.in_browser:
+        from rtseg.serve.browser import find_runtime
+
+        find_runtime(args.web_runtime)  # a missing runtime is an error before the model loads
     check_address(args.host, args.port)
     security = security_for(args.host, _names(args.allowed_hosts), _names(args.allowed_origins), args.api_key)
     print(f"rtseg serve: http://{args.host}:{args.port}/  (API docs at /docs; Ctrl-C stops)", flush=True)
     serve(args.weights, host=args.host, port=args.port, device=args.device, backend=options.resolve_backend(args),
           threads=args.threads, workers=args.workers, limits=limits, security=security, log_level=args.log_level,
-          tta=args.tta, announce=lambda m: print(m, flush=True), size=options.parse_size(args.size))
+          tta=args.tta, announce=lambda m: print(m, flush=True), size=options.parse_size(args.size),
+          in_browser=args.in_browser, web_runtime=args.web_runtime)
     return 0
 
 

@@ -26,11 +26,14 @@ def _require_serve_extra():
 def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = None, device: str = "auto",
                compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
                limits: ServeLimits | None = None, security: ServeSecurity | None = None,
-               backend: str | None = None, tta: str = "none", announce=None, size=None):
+               backend: str | None = None, tta: str = "none", announce=None, size=None,
+               in_browser: bool = False, web_runtime: str | Path | None = None):
     """The FastAPI application around ``seg`` (or the model loaded from ``weights`` with
     ``backend``, see :func:`rtseg.load_model`: ``"auto"`` picks for a stream of requests;
     ``compile`` and ``runtime`` are its older spelling).
-    ``security`` defaults to a loopback server's: loopback Host names, same-origin pages, no key."""
+    ``security`` defaults to a loopback server's: loopback Host names, same-origin pages, no key.
+    ``in_browser``: also offer the page the network to run itself (:mod:`rtseg.serve.browser`,
+    onnxruntime-web from ``web_runtime``, default the folder ``make web-runtime`` fills)."""
     _require_serve_extra()
     from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
@@ -41,12 +44,21 @@ def create_app(seg: Segmenter | None = None, *, weights: str | Path | None = Non
     seg = seg if seg is not None else load_model(weights, device=device, compile=compile, threads=threads,
                                                           runtime=runtime, backend=backend, workload="stream",
                                                           tta=tta, announce=announce, size=size)
-    state = ServerState(seg, limits, security, workers)
+    browser = None
+    if in_browser:
+        from rtseg.serve.browser import BrowserModel
+
+        browser = BrowserModel(seg, web_runtime)
+    state = ServerState(seg, limits, security, workers, browser)
     app = FastAPI(title="rtseg", version=__version__,
                   description="Real-time semantic segmentation of street scenes. POST an image to "
                               "/v1/segment; the page at / has upload, drag-and-drop and a live camera mode.")
     app.state.rtseg = state
     app.mount("/static", StaticFiles(directory=str(state.web)), name="static")
+    if browser is not None:
+        from rtseg.serve.browser import URL, runtime_files
+
+        app.mount(URL.rstrip("/"), runtime_files(browser.runtime), name="ort")
     _add_routes(app)
     _add_error_handlers(app)
     if security.allowed_origins:  # CORS only when asked: other sites' pages may then read the answers
@@ -73,7 +85,8 @@ def check_address(host: str, port: int) -> None:
 def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           compile: bool = False, threads: int = 0, runtime: str | None = None, workers: int = 1,
           limits: ServeLimits | None = None, security: ServeSecurity | None = None, log_level: str = "info",
-          backend: str | None = None, tta: str = "none", announce=None, size=None) -> None:
+          backend: str | None = None, tta: str = "none", announce=None, size=None, in_browser: bool = False,
+          web_runtime: str | Path | None = None) -> None:
     """Run the server until interrupted (``rtseg serve``). Binds to 127.0.0.1 unless told otherwise;
     ``security`` defaults to :func:`security_for` ``host``."""
     _require_serve_extra()
@@ -84,7 +97,7 @@ def serve(weights: str | Path | None = None, *, host: str = "127.0.0.1", port: i
     check_address(host, port)  # a port in use is an error before the model loads, not after
     app = create_app(weights=weights, device=device, compile=compile, threads=threads, runtime=runtime, workers=workers,
                      limits=limits, security=security, backend=backend, tta=tta, announce=announce,
-                     size=size)
+                     size=size, in_browser=in_browser, web_runtime=web_runtime)
     # Frames up to twice the limit get a JSON error and the stream goes on; larger ones are
     # refused by the WebSocket protocol itself (close 1009) before they are held in memory.
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws="auto", ws_max_size=2 * limits.max_bytes)

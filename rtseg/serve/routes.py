@@ -18,7 +18,15 @@ except ImportError:  # pragma: no cover - depends on the install
 
 
 async def page(request: Request):
-    return HTMLResponse((_state(request).web / "index.html").read_text())
+    state = _state(request)
+    # Cross-origin isolation lets onnxruntime-web run the page's network on several threads
+    # (SharedArrayBuffer); everything the page loads is its own origin's.
+    headers = None
+    if state.browser is not None:
+        from rtseg.serve.browser import ISOLATION
+
+        headers = ISOLATION
+    return HTMLResponse((state.web / "index.html").read_text(), headers=headers)
 
 
 async def health(request: Request):
@@ -35,7 +43,16 @@ async def model_info(request: Request):
     return {"name": seg.name, "class_names": seg.class_names, "palette": seg.palette.tolist(),
             "input_size": list(seg.input_size) if seg.input_size else None,
             "fixed_size": seg.fixed_size, "normalization": {"mean": list(seg.mean), "std": list(seg.std)},
-            "limits": state.limits_info()}
+            "limits": state.limits_info(),
+            "browser_model": state.browser.info() if state.browser is not None else None}
+
+
+async def browser_model(request: Request):
+    state = _state(request)
+    if state.browser is None:
+        raise ApiError(404, "this server does not hand out its network: start it with rtseg serve --in-browser")
+    return Response(state.browser.path.read_bytes(), media_type="application/octet-stream",
+                    headers={"Cache-Control": "no-cache"})
 
 
 async def segment(request: Request, output: str = "labels", alpha: float = 0.5, mask: bool = False):
@@ -99,6 +116,9 @@ def _add_routes(app) -> None:
                       responses={403: _ERRORS[403]})
     app.add_api_route("/v1/model", model_info, methods=["GET"], summary="Class names, palette, input size, limits",
                       responses=errors)
+    app.add_api_route("/v1/model.onnx", browser_model, methods=["GET"], summary="The network for the page to run",
+                      description="The ONNX graph (class map inside) the page runs in the browser; 404 unless the "
+                                  "server was started with --in-browser.", responses=errors)
     app.add_api_route("/v1/segment", segment, methods=["POST"], summary="Segment one image", description=_SEGMENT_DOC,
                       responses={200: {"content": {"image/png": {"schema": _BINARY}}}, **_ERRORS},
                       openapi_extra=_SEGMENT_BODY)

@@ -17,7 +17,7 @@ from rtseg.errors import RtsegError
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: Reachable without the API key: the page (it asks for the key) and its assets, and liveness.
 PUBLIC_PATHS = ("/", "/health")
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/ort/")  # the page's code and onnxruntime-web (no model)
 
 
 @dataclass

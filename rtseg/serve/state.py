@@ -17,8 +17,11 @@ from rtseg.streaming import OUTPUTS, FrameSegmenter, NotAnImage
 class ServerState:
     """What the routes share: the model, the per-frame path, the pool, limits and open streams."""
 
-    def __init__(self, seg: Segmenter, limits: ServeLimits, security: ServeSecurity, workers: int) -> None:
+    def __init__(self, seg: Segmenter, limits: ServeLimits, security: ServeSecurity, workers: int,
+                 browser=None) -> None:
         self.seg, self.limits, self.security = seg, limits, security
+        #: The network offered to the page (rtseg.serve.browser.BrowserModel), or None.
+        self.browser = browser
         self.frames = FrameSegmenter(seg)
         self.pool = InferencePool(workers, limits.queue)
         self.web = Path(str(resources.files("rtseg") / "web"))
