@@ -39,7 +39,7 @@ from rtseg.errors import RtsegError
 
 __all__ = ["AUTO", "Backend", "BackendUnavailable", "BuildOptions", "Choice", "PerShape", "Requirements",
            "Runner", "available_backends", "build_runner", "choose", "default_calibration", "file_backend_runtime",
-           "file_runner", "get_backend", "list_backends"]
+           "file_runner", "get_backend", "list_backends", "program_formats"]
 
 _REGISTRY: dict[str, Backend] = {b.name: b for b in (
     Torch(), TorchCompile(), TorchBf16(), TorchInt8(), *onnxruntime.BACKENDS, *opencv.BACKENDS, *openvino.BACKENDS,
@@ -165,6 +165,13 @@ def build_runner(model: nn.Module, backend: str, *, size: tuple[int, int] | None
         raise BackendUnavailable(f"--backend {backend}: int8 needs calibration frames (--calibrate "
                                  "DATASET:SPLIT:N, or a shipped model, which carries its own)")
     return b.build_runner(model.eval(), tuple(size) if size else (0, 0), batch, options)
+
+
+def program_formats() -> dict[str, str]:
+    """``rtseg export --format`` names written by a backend's own program builder -> that
+    backend (float; ``--int8`` takes NAME-int8)."""
+    return {b.file_format: name for name, b in _REGISTRY.items()
+            if b.file_format and not name.endswith("-int8")}
 
 
 def file_backend_runtime(path: str, backend: str) -> str:

@@ -100,6 +100,17 @@ class Backend:
         """A runner for ``model`` (eval mode, float32, CPU) at (``batch``, 3, *size*)."""
         raise NotImplementedError
 
+    #: ``rtseg export --format NAME`` writes the program this backend runs as it is (with
+    #: ``--int8``: the program of the backend NAME-int8), a file ending in :attr:`file_suffix`;
+    #: None: no program of its own (the graph backends run the ONNX export).
+    file_format: str | None = None
+    file_suffix: str = ""
+
+    def write_file(self, model: nn.Module, size: tuple[int, int], path, options: BuildOptions) -> None:
+        """Write the program this backend runs for ``model`` at (1, 3, *size*) to ``path``
+        (``rtseg export --format``; only backends with a :attr:`file_suffix`)."""
+        raise NotImplementedError
+
     def build_class_runner(self, model: nn.Module, options: BuildOptions) -> ClassRunner | None:
         """The runner with the class map inside it, for inputs whose logits need no resizing
         (video and photos at the network's working size): where the runtime can add the class

@@ -108,6 +108,7 @@ class ExecuTorch(Backend):
 
     onnx_runtime = None
     int8 = False
+    file_format, file_suffix = "executorch", ".pte"
 
     def __init__(self, int8: bool = False) -> None:
         self.int8 = int8
@@ -138,6 +139,13 @@ class ExecuTorch(Backend):
             return load_program_runner(cached_program(model, hw, n, self.int8, options), options.threads)
 
         return PerShape(build)
+
+    def write_file(self, model, size, path, options: BuildOptions) -> None:
+        from rtseg.io import atomic_path
+
+        data = export_program(model, tuple(size), 1, self.int8, options)
+        with atomic_path(path) as out:
+            Path(out).write_bytes(data)
 
     def file_runner(self, path: str | Path, options: BuildOptions) -> Runner:
         """A ``.pte`` file run as it is (its own static shape)."""

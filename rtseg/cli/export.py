@@ -8,14 +8,21 @@ from rtseg.cli import options
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export to ONNX or TorchScript (with a parity check), int8",
+    from rtseg.backends import program_formats
+
+    p = sub.add_parser("export", help="export to ONNX, TorchScript or a phone/board runtime (parity-checked), int8",
                        description="Export a model for deployment. BatchNorm is folded into the convolutions; "
-                                   "the export is run against PyTorch on the same inputs and the command fails "
-                                   "if they diverge. Writes PATH and PATH.json (the report). The exported "
-                                   "network takes normalised float (N, 3, H, W) images; the ONNX metadata "
-                                   "holds the class table and normalisation.")
+                                   "the export is run in its runtime against PyTorch on the same inputs and the "
+                                   "command fails if they diverge. Writes PATH and PATH.json (the report). The "
+                                   "exported network takes normalised float (N, 3, H, W) images; the ONNX metadata "
+                                   "holds the class table and normalisation. docs/deployment.md has a guide per "
+                                   "device.")
     options.add_weights(p)
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
+    formats = ["onnx", "torchscript", *program_formats()]
+    p.add_argument("--format", choices=formats, default="onnx",
+                   help="default onnx; executorch: a .pte program on the XNNPACK delegate (phones, boards; "
+                        "pip install 'rtseg[executorch]'), with --int8 PT2E int8 calibrated on --calibrate "
+                        "frames or the package's street frames")
     options.add_size(p)
     p.add_argument("--target", choices=["onnxruntime", "opencv", "openvino"], default="onnxruntime",
                    help="ONNX: the runtime to write the graph for and run the parity check in (default "
@@ -23,10 +30,12 @@ def register(sub) -> None:
                         "ScatterND); see docs/deployment_runtimes.md")
     p.add_argument("--dynamic", action="store_true", help="ONNX: symbolic batch, height and width")
     p.add_argument("--argmax", action="store_true", help="end the graph with argmax: (N, H, W) class ids")
-    p.add_argument("--int8", action="store_true", help="ONNX Runtime static int8 quantisation (QDQ, per-channel), checked in the "
-                        "--target runtime: onnxruntime or openvino (OpenCV DNN cannot run QDQ graphs)")
+    p.add_argument("--int8", action="store_true", help="ONNX: ONNX Runtime static int8 quantisation (QDQ, per-channel), "
+                        "checked in the --target runtime: onnxruntime or openvino (OpenCV DNN cannot run QDQ "
+                        "graphs); the other formats: their runtime's own int8")
     p.add_argument("--calibrate", default=None, metavar="DATASET:SPLIT:N",
-                   help="int8 calibration frames, e.g. camvid:train:64")
+                   help="int8 calibration frames, e.g. camvid:train:64 (ONNX: required; the other formats: "
+                        "default the street frames the package carries)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="calibration dataset folder")
     p.add_argument("--keep-float", default=None, metavar="NAMES",
                    help="int8: comma-separated module paths (substrings of weight names, e.g. classifier,up5) "
@@ -51,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
                     sensitivity=args.sensitivity, threads=args.threads, target=args.target)
     par = report.get("int8", {}).get("parity_on_calibration_frames") or report.get("parity", {})
     size = report["size"]
+    if "backend" in report:  # a runtime's own program
+        print(f"exported {report['format']}{' int8' if args.int8 else ''} -> {args.out} ({report['file_mb']} MB), "
+              f"size {size[0]}x{size[1]}, checked in --backend {report['backend']}: "
+              f"{100 * par['pixel_agreement']:.3f}% pixels agree with PyTorch"
+              + (" (calibration frames)" if args.int8 else f", max |logit diff| {par['max_abs_diff']:.2g}"))
+        return 0
     print(f"exported {report['format']}{' int8' if args.int8 else ''} -> {args.out} ({report['file_mb']} MB), "
           f"size {size[0]}x{size[1]}, parity: max |diff| {par.get('max_abs_diff', float('nan')):.2g}, "
           f"{100 * par.get('pixel_agreement', float('nan')):.3f}% pixels agree"

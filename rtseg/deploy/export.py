@@ -29,6 +29,8 @@ MIN_PIXEL_AGREEMENT = 0.999
 #: An int8 model rounds every activation, so pixels near a class boundary flip; below this
 #: share of agreeing pixels (on the calibration frames) the quantisation has gone wrong.
 INT8_MIN_PIXEL_AGREEMENT = 0.9
+#: Formats written here; a backend's own program (rtseg.backends.program_formats: executorch, ...)
+#: is written by that backend and checked in its runtime (:func:`export_program`).
 FORMATS = ("onnx", "torchscript")
 #: Runtimes ``rtseg export --target`` writes a graph for and checks it in. onnxruntime: the
 #: exporter's own graph (max-unpooling as ScatterND, ONNX Runtime's fastest form). opencv and
@@ -342,11 +344,20 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
     agreement of the exported model there. ``target``: the runtime the ONNX graph is written for
     and checked in (:data:`TARGETS`). Writes ``out`` and ``out.json`` (the report) and returns
     the report."""
+    from rtseg.backends import program_formats
     from rtseg.onnx_model import metadata_from_checkpoint
     from rtseg.weights import load_weights
 
-    if format not in FORMATS:
-        raise RtsegError(f"--format {format!r}: expected one of {', '.join(FORMATS)}")
+    programs = program_formats()
+    if format not in FORMATS and format not in programs:
+        raise RtsegError(f"--format {format!r}: expected one of {', '.join([*FORMATS, *programs])}")
+    if format in programs:
+        given = [o for o, v in (("--dynamic", dynamic), ("--argmax", argmax), ("--sensitivity", sensitivity),
+                                ("--target", target != "onnxruntime")) if v]
+        if given:
+            raise RtsegError(f"--format {format}: {', '.join(given)} apply to ONNX exports only")
+        return export_program(weights, out, format, size=size, int8=int8, calibrate=calibrate, data_root=data_root,
+                              keep_float=keep_float, threads=threads)
     _check_target(target)
     if target != "onnxruntime" and format != "onnx":
         raise RtsegError(f"--target {target} is for ONNX graphs: use --format onnx (or leave out --target)")
@@ -380,6 +391,58 @@ def export(weights: str | Path | None, out: str | Path, *, format: str = "onnx",
         report = _export_int8(model, out, size, meta, argmax, dynamic, calibrate, data_root, loaded.mean,
                               loaded.std, list(keep_float), threads, sensitivity, target)
     report.setdefault("file_mb", round(out.stat().st_size / 2**20, 3))
+    atomic_write_text(str(out) + ".json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def export_program(weights, out: str | Path, format: str, *, size=None, int8: bool = False,
+                   calibrate: str | None = None, data_root=None, keep_float=None, threads: int = 0) -> dict:
+    """``rtseg export --format executorch`` (and the other :func:`rtseg.backends.program_formats`):
+    the program that backend runs (``int8``: its -int8 backend's, calibrated on ``calibrate`` =
+    "DATASET:SPLIT:N" frames, default the package's street frames), run in its own runtime
+    against PyTorch: float must agree on :data:`MIN_PIXEL_AGREEMENT` of the pixels of the parity
+    inputs, int8 on :data:`INT8_MIN_PIXEL_AGREEMENT` of the calibration frames' pixels. Writes
+    ``out`` and ``out.json`` (the report) and returns the report."""
+    from rtseg.backends import BuildOptions, default_calibration, get_backend, program_formats
+    from rtseg.weights import load_weights
+
+    name = program_formats()[format] + ("-int8" if int8 else "")
+    backend = get_backend(name)
+    backend.check()
+    loaded = load_weights(weights, threads=threads)
+    model = loaded.torch_model().eval()
+    size = tuple(loaded.size(size))
+    if keep_float is None:
+        keep_float = list(getattr(model, "int8_keep_float", ()))
+    options = BuildOptions(threads=threads, mean=tuple(loaded.mean), std=tuple(loaded.std),
+                           keep_float=tuple(keep_float))
+    if int8:
+        from rtseg.deploy.quantize import calibration_images
+
+        options.calibration = calibration_images(calibrate, data_root) if calibrate else default_calibration()
+    out = Path(out)
+    backend.write_file(model, size, out, options)
+    run = backend.file_runner(out, options)
+    report = {"format": format, "backend": name, "path": str(out), "size": list(size), "bn_folded": True,
+              "input": {"layout": "NCHW", "dtype": "float32", "mean": list(loaded.mean), "std": list(loaded.std)},
+              "file_mb": round(out.stat().st_size / 2**20, 3)}
+    from rtseg.onnx_model import metadata_from_checkpoint
+
+    report["metadata"] = metadata_from_checkpoint(loaded.checkpoint, size)  # class names, palette: the app's
+    if int8:
+        from rtseg.backends.base import calibration_tensors
+
+        frames = [torch.from_numpy(f) for f in calibration_tensors(options, size)]
+        parity = compare(model, lambda a: run(torch.from_numpy(a)).numpy(), frames[:4], False)
+        check_parity(parity, rtol=float("inf"), min_agreement=INT8_MIN_PIXEL_AGREEMENT,
+                     what=f"{format} int8 export {out.name}")
+        report["int8"] = {"keep_float": list(keep_float), "calibration": calibrate or "the package's street frames",
+                          "parity_on_calibration_frames": parity.to_dict()}
+    else:
+        with torch.no_grad():
+            parity = compare(model, lambda a: run(torch.from_numpy(a)).numpy(), _parity_inputs(size), False)
+        check_parity(parity, what=f"{format} export {out.name}")
+        report["parity"] = parity.to_dict()
     atomic_write_text(str(out) + ".json", json.dumps(report, indent=2) + "\n")
     return report
 

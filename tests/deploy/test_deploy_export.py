@@ -111,8 +111,10 @@ def test_export_errors(enet_ckpt_bn, tmp_path):
         rtseg.export(enet_ckpt_bn, tmp_path / "x.onnx", int8=True)
     with pytest.raises(RtsegError, match="--int8 needs --format onnx"):
         rtseg.export(enet_ckpt_bn, tmp_path / "x.pt", format="torchscript", int8=True, calibrate="camvid:val:2")
-    with pytest.raises(RtsegError, match="--format 'tflite'"):
-        rtseg.export(enet_ckpt_bn, tmp_path / "x.pt", format="tflite")
+    with pytest.raises(RtsegError, match="--format 'coreml'"):
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.pt", format="coreml")
+    with pytest.raises(RtsegError, match="--format executorch: --argmax, --target apply to ONNX exports only"):
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.pte", format="executorch", argmax=True, target="openvino")
     no_size = tmp_path / "nosize.pt"
     save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
                                     (0.5,) * 3), no_size)
@@ -335,3 +337,20 @@ def test_nan_logits_fail_the_parity_check():
     assert report.max_abs_diff == np.inf
     with pytest.raises(ExportMismatchError, match=r"max inf"):
         check_parity(report)
+
+
+@pytest.mark.slow
+def test_executorch_programs_are_checked_in_executorch(enet_ckpt_bn, tiny_camvid, tmp_path):
+    pytest.importorskip("executorch")
+    from rtseg.backends import BuildOptions, get_backend
+
+    out = tmp_path / "enet.pte"
+    report = rtseg.export(enet_ckpt_bn, out, format="executorch")
+    assert report["backend"] == "executorch" and report["parity"]["pixel_agreement"] >= MIN_PIXEL_AGREEMENT
+    assert json.loads((tmp_path / "enet.pte.json").read_text())["metadata"]["rtseg_classes"]["names"] == list(CAMVID.names)
+    run = get_backend("executorch").file_runner(out, BuildOptions())
+    assert tuple(run(torch.zeros(1, 3, 24, 32)).shape) == (1, 11, 24, 32)  # the file runs as it is
+    q = rtseg.export(enet_ckpt_bn, tmp_path / "enet_int8.pte", format="executorch", int8=True,
+                     calibrate="camvid:train:3", data_root=tiny_camvid)
+    assert q["backend"] == "executorch-int8" and q["int8"]["calibration"] == "camvid:train:3"
+    assert q["int8"]["parity_on_calibration_frames"]["inputs"] == 3
