@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install web-runtime lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs eval-backends your-data-example clean
+.PHONY: install web-runtime litert-env lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs eval-backends your-data-example clean
 
 # The page's runtime for `rtseg serve --in-browser` (the network runs in the browser):
 # onnxruntime-web from npm, its default WebGPU + WASM build (three files, 30 MB; its package.json says
@@ -27,6 +27,19 @@ $(WEB_RUNTIME):
 	     $$tmp/package/dist/ort-wasm-simd-threaded.jsep.wasm $$tmp/package/package.json $(dir $@); \
 	  rm -rf $$tmp; touch $@; \
 	else echo "npm not found: rtseg serve --in-browser needs onnxruntime-web (make web-runtime)"; fi
+
+# LiteRT's converter (rtseg export --format tflite, --backend litert): litert-torch pins
+# typing-extensions below what pydantic and selenium want, so it gets its own environment, with
+# rtseg installed there too; rtseg runs it as $RTSEG_LITERT_PYTHON (pyproject's litert-export).
+LITERT_VENV ?= .venv-litert
+LITERT_STAMP := $(LITERT_VENV)/.rtseg-installed
+export RTSEG_LITERT_PYTHON ?= $(abspath $(LITERT_VENV)/bin/python)
+litert-env: $(LITERT_STAMP)
+
+$(LITERT_STAMP): pyproject.toml
+	test -x $(LITERT_VENV)/bin/python || $(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/python -m pip install --quiet -e '.[litert-export]'
+	touch $@
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,7 +66,7 @@ endef
 test: install
 	$(call run_tests,not slow)
 
-test-slow: install
+test-slow: install litert-env
 	$(call run_tests,slow)
 
 bench: install
@@ -96,9 +109,9 @@ shipped-graphs: install
 # frames (val, 0006R0 not among them), scored by rtseg eval --backend on all 101 frames of 0006R0
 # (docs/deployment.md). About 10 minutes on 2 cores.
 EVAL_HELDOUT := enetA:bench/campaign/enet_camvid_long/last.pt edanetB1:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
-eval-backends: install
+eval-backends: install litert-env
 	@for m in $(EVAL_HELDOUT); do name=$${m%%:*}; w=$${m#*:}; \
-	  for b in plain openvino-int8 torch-bf16 torch-int8 onnxruntime-int8 openvino executorch executorch-int8; do \
+	  for b in plain openvino-int8 torch-bf16 torch-int8 onnxruntime-int8 openvino executorch executorch-int8 litert litert-int8 ncnn; do \
 	    extra=$$( [ $$b = plain ] || echo "--backend $$b" ); \
 	    $(VENV)/bin/rtseg eval --weights $$w --dataset camvid --split train/0006R0 --threads 2 $$extra \
 	      --json bench/eval_backends/$${name}_0006R0_$$b.json | grep -E "mIoU|error"; done; done

@@ -18,6 +18,9 @@ out (:mod:`rtseg.backends.base`). ``--backend NAME`` in ``rtseg predict``, ``eva
 ``openvino-int8``             OpenVINO on the int8 (QDQ) export: VNNI / AMX kernels
 ``executorch``                ExecuTorch on the XNNPACK delegate (phones, boards)
 ``executorch-int8``           the same, PT2E int8 with the XNNPACK quantiser, calibrated
+``litert``                    LiteRT (TFLite) on XNNPACK (Android, ARM boards)
+``litert-int8``               the same, ai-edge-quantizer int8, calibrated
+``ncnn``                      NCNN (phones, boards), converted by pnnx, float32
 ============================  =========================================================
 
 ``auto`` (:func:`choose`) picks one from this CPU, what is installed and the amount of work.
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtseg.backends import executorch, onnxruntime, opencv, openvino
+from rtseg.backends import executorch, litert, ncnn, onnxruntime, opencv, openvino
 from rtseg.backends.base import Backend, BackendUnavailable, BuildOptions, PerShape, Requirements, Runner
 from rtseg.backends.pytorch import Torch, TorchBf16, TorchCompile
 from rtseg.backends.torch_int8 import TorchInt8
@@ -43,7 +46,7 @@ __all__ = ["AUTO", "Backend", "BackendUnavailable", "BuildOptions", "Choice", "P
 
 _REGISTRY: dict[str, Backend] = {b.name: b for b in (
     Torch(), TorchCompile(), TorchBf16(), TorchInt8(), *onnxruntime.BACKENDS, *opencv.BACKENDS, *openvino.BACKENDS,
-    *executorch.BACKENDS)}
+    *executorch.BACKENDS, *litert.BACKENDS, *ncnn.BACKENDS)}
 
 #: The name that asks :func:`choose` to pick.
 AUTO = "auto"

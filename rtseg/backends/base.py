@@ -111,6 +111,10 @@ class Backend:
         (``rtseg export --format``; only backends with a :attr:`file_suffix`)."""
         raise NotImplementedError
 
+    def written_files(self, path) -> list:
+        """The files :meth:`write_file` writes for ``path`` (NCNN: the graph and its weights)."""
+        return [path]
+
     def build_class_runner(self, model: nn.Module, options: BuildOptions) -> ClassRunner | None:
         """The runner with the class map inside it, for inputs whose logits need no resizing
         (video and photos at the network's working size): where the runtime can add the class

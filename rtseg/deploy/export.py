@@ -425,7 +425,8 @@ def export_program(weights, out: str | Path, format: str, *, size=None, int8: bo
     run = backend.file_runner(out, options)
     report = {"format": format, "backend": name, "path": str(out), "size": list(size), "bn_folded": True,
               "input": {"layout": "NCHW", "dtype": "float32", "mean": list(loaded.mean), "std": list(loaded.std)},
-              "file_mb": round(out.stat().st_size / 2**20, 3)}
+              "files": [str(f) for f in backend.written_files(out)],
+              "file_mb": round(sum(Path(f).stat().st_size for f in backend.written_files(out)) / 2**20, 3)}
     from rtseg.onnx_model import metadata_from_checkpoint
 
     report["metadata"] = metadata_from_checkpoint(loaded.checkpoint, size)  # class names, palette: the app's

@@ -13,6 +13,9 @@ ReLU in the decoder, spatial dropout 0.01 in stage 1 and 0.1 after (none in the 
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +46,8 @@ def _window_corners(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def _max_pool2x(x: torch.Tensor) -> torch.Tensor:
     """2x2 stride-2 max-pool as three elementwise maxima: 5x faster than ``F.max_pool2d`` on a
     3-channel channels-last image on the CPU, and it fuses under torch.compile."""
+    if _portable():  # strided slices do not convert (pnnx: "slice with step 2 is not supported")
+        return F.max_pool2d(x, 2, stride=2)
     a, b, c, d = _window_corners(x)
     return torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
 
@@ -89,8 +94,53 @@ def _use_window_codes() -> bool:
     return torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export()
 
 
+_PORTABLE = threading.local()
+
+
+@contextlib.contextmanager
+def portable_pooling():
+    """Within it (in this thread), ENet's pooling and unpooling take :func:`_max_pool2x_with_mask`'s
+    arithmetic-only form, for converters that map neither max-pooling indices nor max-unpooling
+    nor strided slices (pnnx to NCNN: :mod:`rtseg.backends.ncnn` traces inside it). Same
+    results as the other forms, ties included; slower in PyTorch."""
+    before = getattr(_PORTABLE, "on", False)
+    _PORTABLE.on = True
+    try:
+        yield
+    finally:
+        _PORTABLE.on = before
+
+
+def _portable() -> bool:
+    return getattr(_PORTABLE, "on", False)
+
+
+def _max_pool2x_with_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 stride-2 max-pool returning a one-hot mask of the winning window element (the first
+    in scan order on ties, as PyTorch's indices): (N, C, H, W) -> values (N, C, H/2, W/2) and
+    mask (N, C, 4, H/2 * W/2). Made of pixel-unshuffle, reshape, max, cumsum and arithmetic
+    only: no comparison, where or strided slice, which NCNN lacks or pnnx cannot map."""
+    n, c, hh, ww = x.shape
+    h, w = hh // 2, ww // 2
+    q = F.pixel_unshuffle(x, 2).reshape(n, c, 4, h * w)  # dim 2: top-left, top-right, bottom-left, bottom-right
+    top = q.amax(dim=2, keepdim=True)  # (N, C, 1, h*w)
+    # top - q >= 0, so ceil() is 0 exactly where q == top and >= 1 elsewhere: eq is 1 at the maxima.
+    eq = 1.0 - torch.clamp(torch.ceil(top - q), max=1.0)
+    earlier = torch.cumsum(eq, dim=2) - eq  # maxima before this element in scan order
+    return top.reshape(n, c, h, w), eq * (1.0 - torch.clamp(earlier, max=1.0))
+
+
+def _max_unpool2x_mask(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_max_pool2x_with_mask`: (N, C, h, w) -> (N, C, 2h, 2w)."""
+    n, c, h, w = values.shape
+    spread = values.reshape(n, c, 1, h * w) * mask  # (N, C, 4, h*w): the value at its winner, 0 elsewhere
+    return F.pixel_shuffle(spread.reshape(n, 4 * c, h, w), 2)
+
+
 def _max_pool2x_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, H, W) -> values (N, C, H/2, W/2) and what :func:`_max_unpool2x` needs to undo it."""
+    if _portable():
+        return _max_pool2x_with_mask(x)
     if _use_window_codes():
         return _max_pool2x_with_codes(x)
     return F.max_pool2d(x, 2, stride=2, return_indices=True)
@@ -99,6 +149,9 @@ def _max_pool2x_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def _max_unpool2x(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """2x2 stride-2 max-unpooling with the indices (or window codes) of
     :func:`_max_pool2x_with_indices`: (N, C, h, w) -> (N, C, 2h, 2w)."""
+    if indices.shape != values.shape:
+        # The portable form's winner mask (N, C, 4, h*w): indices and codes have the values' shape.
+        return _max_unpool2x_mask(values, indices.to(values.dtype))
     if indices.is_floating_point():  # window codes (their dtype may differ under autocast)
         return _max_unpool2x_codes(values, indices.to(values.dtype))
     # The aten op directly: nn.MaxUnpool2d validates the output size in Python.
