@@ -70,3 +70,21 @@ def test_the_backend_accuracy_table_is_the_results_files():
             result = json.loads((ROOT / "bench" / "eval_backends" / f"{model}_0006R0_{backend}.json").read_text())
             assert cell == f"{100 * result['miou']:.2f}", (backend, model, cell)
             assert result["split"] == "train/0006R0" and result["tta"] == "none"
+
+
+def test_the_phone_runtime_latency_table_is_its_results_file():
+    # docs/deployment.md's latency table of the phone and board runtimes: one alternating run,
+    # bench/edge_runtimes_amx.json (its command is on the page).
+    import json
+    import re
+
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    table = text.split("<!-- edge-runtimes -->")[1].split("<!-- /edge-runtimes -->")[0]
+    result = json.loads((ROOT / "bench" / "edge_runtimes_amx.json").read_text())["backends"]
+    rows = table.strip().splitlines()[2:]
+    assert len(rows) == 7
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        backend = re.search(r"`([a-z0-9-]+)`", cells[0]).group(1)
+        for model, cell in zip(("enet-camvid", "edanet-camvid"), cells[1:]):
+            assert cell == f"{result[f'{model}:{backend}']['median_ms']:.1f}", (backend, model, cell)
