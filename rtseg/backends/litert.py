@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,9 @@ def convert(model: nn.Module, size: tuple[int, int], batch: int, frames: list[np
         if not python:
             raise BackendUnavailable(f"--backend {name}: building a LiteRT program needs litert-torch: "
                                      f"{CONVERTER_INSTALL}")
+        if shutil.which(python) is None:
+            raise BackendUnavailable(f"--backend {name}: ${CONVERTER_ENV} is {python}, which is not a Python here "
+                                     "(make litert-env builds the one the Makefile names)")
         # The job for the converter's process: the network pickled, the example's shape, frames.
         torch.save(model.cpu().float().eval(), Path(tmp) / "model.pt")
         (Path(tmp) / "job.json").write_text(json.dumps({"shape": list(example.shape)}))

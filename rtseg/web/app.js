@@ -90,7 +90,8 @@ async function show(result, input) {
   state.input = input;
   state.lastResult = result;
   legend(result.classes);
-  $("server").textContent = result.canvas ? `in this browser: ${local.provider}, network ${result.timing.network_ms.toFixed(1)} ms`
+  $("server-label").textContent = result.canvas ? "network" : "server";
+  $("server").textContent = result.canvas ? `${result.timing.network_ms.toFixed(1)} ms in this browser (${local.provider})`
                                           : serverTiming(result.timing);
   draw();
 }

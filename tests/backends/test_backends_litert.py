@@ -64,6 +64,9 @@ def test_a_missing_converter_is_one_line_naming_the_variable(monkeypatch):
     with pytest.raises(BackendUnavailable, match=r"^--backend litert: building a LiteRT program needs litert-torch: "
                                                  r"pip install 'rtseg\[litert-export\]'.*RTSEG_LITERT_PYTHON"):
         litert.convert(nn.Conv2d(3, 2, 1), (8, 8), 1, None)
+    monkeypatch.setenv(litert.CONVERTER_ENV, "/nowhere/bin/python")
+    with pytest.raises(BackendUnavailable, match=r"RTSEG_LITERT_PYTHON is /nowhere/bin/python, which is not a Python"):
+        litert.convert(nn.Conv2d(3, 2, 1), (8, 8), 1, None)
 
 
 @pytest.mark.slow
