@@ -36,15 +36,22 @@ def main() -> None:
     p.add_argument("--shipped", action="store_true",
                    help="instead: export the shipped models in every format, float and int8, and record each "
                         "file's size and its parity in its runtime (rtseg export's report)")
+    p.add_argument("--models", default=None, metavar="NAME,...",
+                   help="only these (default: every model); their rows replace theirs in an existing --json file")
     p.add_argument("--json", required=True, metavar="OUT")
     args = p.parse_args()
     if args.shipped:
         return shipped_files(args.json)
     size = tuple(int(v) for v in args.size.split("x"))
-    rows = []
-    for name in list_models():
+    names = args.models.split(",") if args.models else list_models()
+    old = json.loads(Path(args.json).read_text())["rows"] if args.models and Path(args.json).is_file() else []
+    rows = [r for r in old if r["model"] not in names]
+    for name in names:
         torch.manual_seed(0)
         model = with_bn_statistics(create_model(name, num_classes=11)).eval()
+        for w in model.parameters():  # zero-initialised score layers (FCN8s) would make every output 0
+            if w.dim() > 1 and not w.any():
+                torch.nn.init.normal_(w, std=0.05)
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             expected = model(x)
@@ -63,6 +70,7 @@ def main() -> None:
                     row.update(converts=False, reason=str(e).splitlines()[0])
             print(json.dumps(row), flush=True)
             rows.append(row)
+    rows.sort(key=lambda r: (r["model"], r["format"]))
     Path(args.json).write_text(json.dumps({"size": list(size), "rows": rows}, indent=1) + "\n")
 
 

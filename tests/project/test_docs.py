@@ -88,3 +88,46 @@ def test_the_phone_runtime_latency_table_is_its_results_file():
         backend = re.search(r"`([a-z0-9-]+)`", cells[0]).group(1)
         for model, cell in zip(("enet-camvid", "edanet-camvid"), cells[1:]):
             assert cell == f"{result[f'{model}:{backend}']['median_ms']:.1f}", (backend, model, cell)
+
+
+def test_the_program_formats_table_covers_every_model_and_is_its_results_file():
+    # docs/devices.md: which networks convert to each phone/board format, from one run of
+    # tools/program_formats.py; a model added to the registry fails here until the run includes it.
+    import json
+    import re
+
+    from rtseg import list_models
+    from rtseg.backends import program_formats
+
+    rows = json.loads((ROOT / "bench" / "program_formats.json").read_text())["rows"]
+    results = {(r["model"], r["format"]): r for r in rows}
+    assert set(results) == {(m, f) for m in list_models() for f in program_formats()}
+    text = (ROOT / "docs" / "devices.md").read_text(encoding="utf-8")
+    table = text.split("<!-- program-formats -->")[1].split("<!-- /program-formats -->")[0].strip().splitlines()
+    formats = re.findall(r"`([a-z]+)`", table[0])
+    assert formats == list(program_formats())
+    assert len(table) == 2 + len(list_models())
+    for row in table[2:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        model = cells[0].strip("`")
+        for fmt, cell in zip(formats, cells[1:]):
+            r = results[(model, fmt)]
+            ok = bool(r.get("converts")) and r["pixel_agreement"] >= 0.999
+            assert cell == ("yes" if ok else f"no: {r.get('reason', '')}"), (model, fmt, cell)
+
+
+def test_the_file_size_table_is_its_results_file():
+    import json
+    import re
+
+    rows = json.loads((ROOT / "bench" / "program_files.json").read_text())["rows"]
+    sizes = {(r["model"], r["format"], r["int8"]): r["file_mb"] for r in rows}
+    text = (ROOT / "docs" / "devices.md").read_text(encoding="utf-8")
+    table = text.split("<!-- program-files -->")[1].split("<!-- /program-files -->")[0].strip().splitlines()[2:]
+    formats = {"ONNX": "onnx", "ExecuTorch": "executorch", "LiteRT": "tflite", "NCNN": "ncnn"}
+    assert len(table) == len(rows) // 2
+    for row in table:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        fmt, int8 = formats[re.match(r"\w+", cells[0]).group(0)], "int8" in cells[0]
+        for model, cell in zip(("enet-camvid", "edanet-camvid"), cells[1:]):
+            assert cell == f"{sizes[(model, fmt, int8)]:.2f}", (cells[0], model, cell)
