@@ -403,10 +403,14 @@ def export_program(weights, out: str | Path, format: str, *, size=None, int8: bo
     against PyTorch: float must agree on :data:`MIN_PIXEL_AGREEMENT` of the pixels of the parity
     inputs, int8 on :data:`INT8_MIN_PIXEL_AGREEMENT` of the calibration frames' pixels. Writes
     ``out`` and ``out.json`` (the report) and returns the report."""
-    from rtseg.backends import BuildOptions, default_calibration, get_backend, program_formats
+    from rtseg.backends import BuildOptions, default_calibration, get_backend, list_backends, program_formats
     from rtseg.weights import load_weights
 
     name = program_formats()[format] + ("-int8" if int8 else "")
+    if name not in list_backends():
+        int8_formats = [f for f, b in program_formats().items() if f"{b}-int8" in list_backends()]
+        raise RtsegError(f"--format {format} --int8: rtseg has no int8 form of {format} (docs/devices.md says why); "
+                         f"export it in float, or --int8 with --format {' or '.join(['onnx', *int8_formats])}")
     backend = get_backend(name)
     backend.check()
     loaded = load_weights(weights, threads=threads)

@@ -93,6 +93,7 @@ async def segment_batch(request: Request):
 _ERRORS = {status: {"model": ErrorBody, "description": text} for status, text in [
     (400, "Bad request: not an image, a bad parameter, a malformed form"),
     (401, "Missing or wrong API key"), (403, "Origin not allowed"),
+    (404, "Not offered: the server was started without --in-browser"),
     (413, "Too large: body, image pixels or images per batch"),
     (422, "Image shape beyond the model's limits (aspect ratio)"),
     (503, "Busy: every worker and the queue are full")]}
@@ -118,7 +119,8 @@ def _add_routes(app) -> None:
                       responses=errors)
     app.add_api_route("/v1/model.onnx", browser_model, methods=["GET"], summary="The network for the page to run",
                       description="The ONNX graph (class map inside) the page runs in the browser; 404 unless the "
-                                  "server was started with --in-browser.", responses=errors)
+                                  "server was started with --in-browser.",
+                      responses={**errors, 404: _ERRORS[404]})
     app.add_api_route("/v1/segment", segment, methods=["POST"], summary="Segment one image", description=_SEGMENT_DOC,
                       responses={200: {"content": {"image/png": {"schema": _BINARY}}}, **_ERRORS},
                       openapi_extra=_SEGMENT_BODY)

@@ -115,6 +115,9 @@ def test_export_errors(enet_ckpt_bn, tmp_path):
         rtseg.export(enet_ckpt_bn, tmp_path / "x.pt", format="coreml")
     with pytest.raises(RtsegError, match="--format executorch: --argmax, --target apply to ONNX exports only"):
         rtseg.export(enet_ckpt_bn, tmp_path / "x.pte", format="executorch", argmax=True, target="openvino")
+    with pytest.raises(RtsegError, match=r"--format ncnn --int8: rtseg has no int8 form of ncnn .*--format onnx or "
+                                         r"executorch or tflite"):
+        rtseg.export(enet_ckpt_bn, tmp_path / "x.param", format="ncnn", int8=True)
     no_size = tmp_path / "nosize.pt"
     save_checkpoint(make_checkpoint(create_model("enet", num_classes=11), "enet", {}, CAMVID, (0.5,) * 3,
                                     (0.5,) * 3), no_size)
