@@ -140,8 +140,15 @@ def convert(model: nn.Module, size: tuple[int, int], batch: int, frames: list[np
         if shutil.which(python) is None:
             raise BackendUnavailable(f"--backend {name}: ${CONVERTER_ENV} is {python}, which is not a Python here "
                                      "(make litert-env builds the one the Makefile names)")
-        # The job for the converter's process: the network pickled, the example's shape, frames.
-        torch.save(model.cpu().float().eval(), Path(tmp) / "model.pt")
+        # The job for the converter's process: the network as an exported program (no pickled
+        # classes, which that process might not import), the example's shape, frames.
+        try:
+            with torch.no_grad():
+                program = torch.export.export(convertible(model), (example,))
+            torch.export.save(program, str(Path(tmp) / "model.pt2"))
+        except Exception as e:
+            raise BackendUnavailable(f"--backend {name}: torch.export cannot capture {type(model).__name__} for "
+                                     f"litert-torch: {_first_line(e)}") from None
         (Path(tmp) / "job.json").write_text(json.dumps({"shape": list(example.shape)}))
         if frames is not None:
             np.save(Path(tmp) / "frames.npy", np.stack(frames))
@@ -158,8 +165,12 @@ def _first_line(e: BaseException) -> str:
 
 
 def _last_error(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no output"
+    """The child's exception line (JAX appends notes after it), else its last line."""
+    import re
+
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return (errors or lines or ["no output"])[-1][:300]
 
 
 def cached_program(model: nn.Module, size: tuple[int, int], batch: int, int8: bool, options: BuildOptions) -> Path:
@@ -243,10 +254,10 @@ BACKENDS = [LiteRT(), LiteRT(int8=True)]
 
 
 def _convert_job(folder: str) -> None:
-    """The converter's process (``python -m rtseg.backends.litert FOLDER``): FOLDER's model.pt,
+    """The converter's process (``python -m rtseg.backends.litert FOLDER``): FOLDER's model.pt2,
     job.json and frames.npy -> model.tflite."""
     folder = Path(folder)
-    model = torch.load(folder / "model.pt", weights_only=False)  # written by convert() a moment ago
+    model = torch.export.load(str(folder / "model.pt2")).module()
     shape = json.loads((folder / "job.json").read_text())["shape"]
     frames_file = folder / "frames.npy"
     frames = list(np.load(frames_file)) if frames_file.is_file() else None

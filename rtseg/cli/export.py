@@ -15,14 +15,16 @@ def register(sub) -> None:
                                    "the export is run in its runtime against PyTorch on the same inputs and the "
                                    "command fails if they diverge. Writes PATH and PATH.json (the report). The "
                                    "exported network takes normalised float (N, 3, H, W) images; the ONNX metadata "
-                                   "holds the class table and normalisation. docs/deployment.md has a guide per "
-                                   "device.")
+                                   "holds the class table and normalisation, the other formats' report (PATH.json) "
+                                   "too. docs/devices.md has a guide per device.")
     options.add_weights(p)
     formats = ["onnx", "torchscript", *program_formats()]
     p.add_argument("--format", choices=formats, default="onnx",
-                   help="default onnx; executorch: a .pte program on the XNNPACK delegate (phones, boards; "
-                        "pip install 'rtseg[executorch]'), with --int8 PT2E int8 calibrated on --calibrate "
-                        "frames or the package's street frames")
+                   help="default onnx; executorch: a .pte program on the XNNPACK delegate (pip install "
+                        "'rtseg[executorch]'); tflite: a LiteRT program on XNNPACK (pip install 'rtseg[litert]', "
+                        "converted by litert-torch: make litert-env); ncnn: PATH.param and PATH.bin (pip install "
+                        "'rtseg[ncnn]', float only). With --int8 (executorch, tflite): the runtime's own int8, "
+                        "calibrated on --calibrate frames or the package's street frames")
     options.add_size(p)
     p.add_argument("--target", choices=["onnxruntime", "opencv", "openvino"], default="onnxruntime",
                    help="ONNX: the runtime to write the graph for and run the parity check in (default "
