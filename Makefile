@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install web-runtime litert-env lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs eval-backends your-data-example clean
+.PHONY: install web-runtime litert-env lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs heldout-models cards eval-backends your-data-example clean
 
 # The page's runtime for `rtseg serve --in-browser` (the network runs in the browser):
 # onnxruntime-web from npm, its default WebGPU + WASM build (three files, 30 MB; its package.json says
@@ -104,12 +104,37 @@ zoo: install
 shipped-graphs: install
 	$(PY) -c "from rtseg.backends.graph import build_shipped_graphs; print(*build_shipped_graphs(), sep='\n')"
 
+# The two models trained without CamVid's 0006R0 that eval-backends and your-data-example start
+# from: ENet stage A (600 epochs) and EDANet stage B1. Their stages are done, so the checkpoints
+# left the tree; git history keeps them, and this writes them from there into runs/heldout/
+# (git-ignored). The commits are the ones that wrote each file's last state (the campaign's
+# stage-done commits); they are the one place to change if a checkpoint is ever replaced. A
+# shallow clone lacks them: `git fetch --unshallow` first.
+HELDOUT_ENET := runs/heldout/enet_camvid_long.pt
+HELDOUT_EDANET := runs/heldout/edanet_camvid_heldout.pt
+HELDOUT_ENET_FROM := 8c9256136670ecd87764a5d824a04ded4c2e2203:bench/campaign/enet_camvid_long/last.pt
+HELDOUT_EDANET_FROM := b914561b0b912af1bd0bee4914b369f9f1c1c62f:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
+heldout-models: $(HELDOUT_ENET) $(HELDOUT_EDANET)
+
+$(HELDOUT_ENET):
+	$(call from_history,$(HELDOUT_ENET_FROM))
+$(HELDOUT_EDANET):
+	$(call from_history,$(HELDOUT_EDANET_FROM))
+
+# $(call from_history,SHA:PATH) writes that file of git history to the target, whole or not at all.
+define from_history
+	@git cat-file -e $(1) 2>/dev/null || { echo "make $@: $(1) is not in this clone's git history (a shallow clone? run git fetch --unshallow)" >&2; exit 1; }
+	@mkdir -p $(dir $@)
+	@git show $(1) > $@.tmp && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+	@echo "$@ <- $(1)"
+endef
+
 # Accuracy of each backend on a sequence neither training nor calibration saw: a model trained
-# without CamVid's 0006R0 (ENet stage A, EDANet stage B1), calibrated on the package's street
-# frames (val, 0006R0 not among them), scored by rtseg eval --backend on all 101 frames of 0006R0
-# (docs/deployment.md). About 10 minutes on 2 cores.
-EVAL_HELDOUT := enetA:bench/campaign/enet_camvid_long/last.pt edanetB1:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
-eval-backends: install litert-env
+# without CamVid's 0006R0 (ENet stage A, EDANet stage B1; make heldout-models), calibrated on the
+# package's street frames (val, 0006R0 not among them), scored by rtseg eval --backend on all 101
+# frames of 0006R0 (docs/deployment.md). About 10 minutes on 2 cores.
+EVAL_HELDOUT := enetA:$(HELDOUT_ENET) edanetB1:$(HELDOUT_EDANET)
+eval-backends: install litert-env heldout-models
 	@for m in $(EVAL_HELDOUT); do name=$${m%%:*}; w=$${m#*:}; \
 	  for b in plain openvino-int8 torch-bf16 torch-int8 onnxruntime-int8 openvino executorch executorch-int8 litert litert-int8 ncnn; do \
 	    extra=$$( [ $$b = plain ] || echo "--backend $$b" ); \
@@ -117,17 +142,25 @@ eval-backends: install litert-env
 	      --json bench/eval_backends/$${name}_0006R0_$$b.json | grep -E "mIoU|error"; done; done
 
 # The worked example of docs/your-data.md: a 5-class label set made from CamVid (never committed),
-# N = 20, 50, 100 frames fine-tuned from an ENet that never saw 0006R0 against the same recipe from
-# scratch, scored on 0006R0; docs/your_data_example.png and bench/your_data/results.json. About
-# 30 minutes on 2 cores; a rerun skips finished trainings and resumes a stopped one.
-your-data-example: install
+# N = 20, 50, 100 frames fine-tuned from an ENet that never saw 0006R0 (make heldout-models) against
+# the same recipe from scratch, scored on 0006R0; docs/your_data_example.png and
+# bench/your_data/results.json. About 30 minutes on 2 cores; a rerun skips finished trainings and
+# resumes a stopped one.
+your-data-example: install heldout-models
 	$(PY) tools/your_data_example.py data
 	$(PY) tools/your_data_example.py train
 	$(PY) tools/your_data_example.py plot
 
+# The model cards' pictures (docs/cards/: the class legend, the per-class test IoU) from the
+# shipped checkpoints' class table and bench/camvid_test.json; tests/project/test_cards.py checks
+# they are current.
+cards: install
+	$(PY) tools/model_cards.py
+
 # The documentation site into site/ (mkdocs.yml), warnings as errors: a broken link, a missing
 # page or a docstring that no longer matches fails. Builds offline.
 docs: install
+	$(PY) tools/docs_tables.py
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 	@echo "site/index.html: the documentation site"
 

@@ -119,7 +119,7 @@ def _openvino_compile(model, batch: int, threads: int):
 
     # f32, not the CPU plugin's default: on CPUs with AVX512-BF16 or AMX it runs bf16 unless told
     # otherwise, and ENet's class maps then move (99.904% of pixels as f32 on an AVX512-BF16 EPYC,
-    # bench/runtime_parity_openvino_bf16_hint.json; docs/deployment_runtimes.md).
+    # 12 CamVid val frames; docs/deployment_runtimes.md).
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if batch > 1:
         # N streams, each on its share of the threads, one image each: ENet int8 at 360x480 on

@@ -132,3 +132,68 @@ def label_panel(image: np.ndarray, target: np.ndarray | None, pred: np.ndarray,
     """input | ground truth | prediction (ground truth omitted when None)."""
     parts = [image] + ([classes.colorize(target)] if target is not None else []) + [classes.colorize(pred)]
     return panel(*parts)
+
+
+def plot_class_legend(classes: ClassTable, path: str | Path, columns: int = 2, title: str = "",
+                      metadata: dict | None = None) -> None:
+    """A colour key for documents: each class's swatch, name and RGB colour in ``columns``
+    columns (index order, down the first column first). ``metadata``: PNG text fields
+    (``{"Software": None}`` leaves out the matplotlib version, for byte-identical reruns)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = classes.num_classes
+    rows = -(-n // columns)
+    fig, ax = plt.subplots(figsize=(3.1 * columns, 0.34 * rows + (0.45 if title else 0.15)))
+    ax.set_xlim(0, 3.1 * columns)
+    ax.set_ylim(rows, 0)
+    ax.axis("off")
+    for i in range(n):
+        col, row = divmod(i, rows)
+        x = 3.1 * col + 0.05
+        colour = tuple(v / 255 for v in classes.palette[i])
+        ax.add_patch(Rectangle((x, row + 0.12), 0.55, 0.76, facecolor=colour, edgecolor=(0.3, 0.3, 0.3), lw=0.8))
+        ax.text(x + 0.7, row + 0.5, f"{i}  {classes.names[i]}", va="center", fontsize=10)
+        ax.text(x + 3.0, row + 0.5, "({}, {}, {})".format(*classes.palette[i]), va="center", ha="right",
+                fontsize=8, color=(0.35, 0.35, 0.35), family="monospace")
+    if title:
+        ax.set_title(title, fontsize=10, loc="left")
+    fig.tight_layout(pad=0.2)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata=metadata)
+    plt.close(fig)
+
+
+def plot_per_class_iou_compare(names: list[str], series: dict[str, list[float]], path: str | Path,
+                               title: str = "", metadata: dict | None = None) -> None:
+    """Per-class IoU of several models as grouped bars, values in percent (0-100) written on the
+    bars. ``series``: legend label (say the model and its mIoU) -> one value per class (NaN: not
+    scored, drawn as 0). ``metadata``: PNG text fields, as :func:`plot_class_legend`."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(series)
+    width = 0.8 / max(k, 1)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(names) + 1.5), 4.2))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for j, (label, values) in enumerate(series.items()):
+        vals = [0.0 if v != v else float(v) for v in values]
+        xs = [i - 0.4 + width * (j + 0.5) for i in range(len(names))]
+        ax.bar(xs, vals, width * 0.92, color=colours[j % len(colours)], label=label)
+        for x, v in zip(xs, vals):
+            ax.text(x, v + 1, f"{v:.1f}", ha="center", va="bottom", fontsize=7 if k > 1 else 8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylim(0, 112)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("IoU (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper right", fontsize=8, ncols=k, frameon=False)
+    ax.set_title(title or "per-class IoU", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata=metadata)
+    plt.close(fig)

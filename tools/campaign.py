@@ -65,6 +65,10 @@ def save(run_dir: Path) -> Path:
 
 def restore(name: str) -> Path:
     src, dest = STORE / name, REPO / "runs" / name
+    if src.is_dir() and not (src / "last.pt").is_file():
+        raise SystemExit(f"campaign restore: {name} is a finished stage whose last.pt left the tree; git history "
+                         f"keeps it (bench/campaign/README.md names the commit: git show SHA:{src.relative_to(REPO)}"
+                         "/last.pt)")
     if not (src / "last.pt").is_file():
         raise SystemExit(f"campaign restore: no saved campaign {src} (known: "
                          f"{', '.join(sorted(p.name for p in STORE.iterdir() if p.is_dir())) or 'none'})")

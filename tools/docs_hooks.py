@@ -1,13 +1,14 @@
 """MkDocs hooks of rtseg's site (mkdocs.yml: ``hooks:``), and the generators behind them.
 
-Three things on the site come from the code at build time, so that they cannot drift from it:
+The site's pages are the repository's Markdown files, which read the same on the repository page:
 
-* the front page is ``README.md`` (links into ``docs/`` rewritten for the site);
-* ``<!-- rtseg:cli -->`` in a page becomes the reference of every command, rendered from the
-  argparse parsers of :mod:`rtseg.cli` (the same parsers that print ``--help``);
-* ``<!-- rtseg:config -->`` becomes the table of every training config key, read from the typed
-  dataclasses of :mod:`rtseg.config` (type, default and the ``#:`` comment above the field);
-* ``<!-- rtseg:recipes -->`` becomes the table of the recipes in ``configs/``.
+* the front page is ``README.md``, and each shipped model's card (``rtseg/shipped/NAME.md``, which
+  the wheel carries beside the weights) becomes ``cards/NAME.md``; their links are rewritten for the
+  site, and a link out of the documentation (``LICENSE``) goes to the repository (``repo_url``);
+* the generators below write the reference of every command (from the argparse parsers of
+  :mod:`rtseg.cli`, the same that print ``--help``), of every training config key (from the typed
+  dataclasses of :mod:`rtseg.config`) and of the recipes in ``configs/``. ``tools/docs_tables.py``
+  writes their output into the pages, committed, and a test fails while a page is stale.
 
 ``tests/project/test_docs.py`` imports this file to check that every subcommand is in the reference.
 """
@@ -22,8 +23,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKERS = {"<!-- rtseg:cli -->": "cli_reference", "<!-- rtseg:config -->": "config_reference",
-           "<!-- rtseg:recipes -->": "recipes_reference"}
+CARDS = ROOT / "rtseg" / "shipped"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,11 +208,38 @@ def recipes_reference() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The front page: README.md, with its links into docs/ made relative to the site
+# The front page (README.md) and the model cards (rtseg/shipped/*.md), with links made site-relative
 
-def readme_for_site(text: str) -> str:
+def _repository_link(m: re.Match, repo_url: str) -> str:
+    return f"{m.group(1)}{repo_url.rstrip('/')}/blob/main/{m.group(2)}"
+
+
+def readme_for_site(text: str, repo_url: str = "") -> str:
     text = re.sub(r"(\]\()docs/", r"\1", text)  # [x](docs/page.md), ![x](docs/pic.png)
     text = re.sub(r'(src=")docs/', r"\1", text)
+    text = re.sub(r"(\]\()rtseg/shipped/(\w+\.md)", r"\1cards/\2", text)
+    if repo_url:
+        text = re.sub(r"(\]\()((?:LICENSE|CHANGELOG\.md|CONTRIBUTING\.md|configs/[\w./-]*|bench/[\w./-]*))(?=\))",
+                      lambda m: _repository_link(m, repo_url), text)
+    return text
+
+
+def card_for_site(text: str, repo_url: str = "") -> str:
+    """A card, from rtseg/shipped/NAME.md to the site's cards/NAME.md."""
+    text = re.sub(r"(\]\()\.\./\.\./docs/cards/", r"\1", text)   # its pictures, beside it on the site
+    text = re.sub(r"(\]\()\.\./\.\./docs/", r"\1../", text)
+    text = re.sub(r"(\]\()(\w+\.md)", r"\1\2", text)                 # another card
+    if repo_url:
+        text = re.sub(r"(\]\()\.\./\.\./([\w./-]+)(?=\))", lambda m: _repository_link(m, repo_url), text)
+    return text
+
+
+def page_for_site(text: str, repo_url: str = "") -> str:
+    """A page of docs/: links to a card go to the site's copy, other links out of docs/ to the repository."""
+    text = re.sub(r"(\]\()\.\./rtseg/shipped/(\w+\.md)", r"\1cards/\2", text)
+    if repo_url:
+        text = re.sub(r"(\]\()\.\./((?:LICENSE|CHANGELOG\.md|configs/|bench/|tools/)[\w./-]*)(?=\))",
+                      lambda m: _repository_link(m, repo_url), text)
     return text
 
 
@@ -220,19 +247,22 @@ def readme_for_site(text: str) -> str:
 # MkDocs hooks
 
 def on_files(files, config):
-    """Serve README.md as the site's index page."""
+    """Serve README.md as the site's index page and each shipped model's card as cards/NAME.md."""
     from mkdocs.structure.files import File
 
     existing = files.get_file_from_path("index.md")
     if existing is not None:
         files.remove(existing)
+    repo = config.get("repo_url") or ""
     files.append(File.generated(config, "index.md",
-                                content=readme_for_site((ROOT / "README.md").read_text(encoding="utf-8"))))
+                                content=readme_for_site((ROOT / "README.md").read_text(encoding="utf-8"), repo)))
+    for card in sorted(CARDS.glob("*.md")):
+        files.append(File.generated(config, f"cards/{card.name}",
+                                    content=card_for_site(card.read_text(encoding="utf-8"), repo)))
     return files
 
 
 def on_page_markdown(markdown, page, config, files):
-    for marker, name in MARKERS.items():
-        if marker in markdown:
-            markdown = markdown.replace(marker, globals()[name]())
-    return markdown
+    if page.file.src_uri.startswith(("cards/", "index.md")):
+        return markdown
+    return page_for_site(markdown, config.get("repo_url") or "")

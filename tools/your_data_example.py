@@ -5,16 +5,18 @@ and what does starting from a trained ENet buy? Measured on real street frames.
     python tools/your_data_example.py train     # 6 trainings: N = 20, 50, 100 x fine-tuned / scratch
     python tools/your_data_example.py plot      # docs/your_data_example.png + bench/your_data/results.json
 
-(``make your-data-example`` runs the three; ``train`` skips finished runs and resumes a stopped one.)
+(``make your-data-example`` runs the three, after ``make heldout-models``, which brings the start
+below back from git history; ``train`` skips finished runs and resumes a stopped one.)
 
 The new label set is road, sidewalk, vehicle, person and other (every other CamVid class; void
 stays ignored). N frames are drawn at random (seed 0, nested: the 20 are among the 50, the 50
 among the 100) from CamVid train without sequence 0006R0; every run is scored on all 101 frames
-of 0006R0. "Fine-tuned" starts from ENet stage A of the campaign (``bench/campaign/
-enet_camvid_long``: 600 epochs on CamVid train + val without 0006R0, so it never saw the frames it
-is scored on), its classifier rows carried over by the class map below; "scratch" runs the same
-recipe (``configs/finetune_folder.yaml``) from random weights. Every run sees the same number of
-training images (IMAGES), so the same CPU minutes.
+of 0006R0. "Fine-tuned" starts from ENet stage A of the campaign
+(``runs/heldout/enet_camvid_long.pt`` from ``make heldout-models``: 600 epochs on CamVid train +
+val without 0006R0, so it never saw the frames it is scored on), its classifier rows carried over
+by the class map below; "scratch" runs the same recipe (``configs/finetune_folder.yaml``) from
+random weights. Every run sees the same number of training images (IMAGES), so the same CPU
+minutes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ DATA = REPO / "runs" / "your_data" / "camvid5"
 RUNS = REPO / "runs" / "your_data"
 RESULTS = REPO / "bench" / "your_data" / "results.json"
 PLOT = REPO / "docs" / "your_data_example.png"
-TEACHER = REPO / "bench" / "campaign" / "enet_camvid_long" / "last.pt"
+#: ENet stage A, 0006R0 held out: ``make heldout-models`` writes it from git history.
+TEACHER = REPO / "runs" / "heldout" / "enet_camvid_long.pt"
 CONFIG = REPO / "configs" / "finetune_folder.yaml"
 
 NS = (20, 50, 100)
@@ -110,6 +113,8 @@ def train_all() -> None:
 
     if not (DATA / "dataset.yaml").is_file():
         sys.exit(f"your_data_example: no example dataset at {DATA}: run `python {Path(__file__).name} data` first")
+    if not TEACHER.is_file():
+        sys.exit(f"your_data_example: no {TEACHER.relative_to(REPO)} to fine-tune from: run `make heldout-models`")
     class_map = "{" + ", ".join(f"{k}: [{', '.join(v)}]" for k, v in CLASSES.items()) + "}"
     for n in NS:
         for arm in ("finetune", "scratch"):

@@ -47,8 +47,9 @@ class Bfloat16Inference(nn.Module):
     """``model`` with bfloat16 weights and activations: float32 (N, 3, H, W) in, float32 logits
     out. Where the CPU computes bf16 natively (:func:`rtseg.runtime.cpu_has_native_bf16`) oneDNN's bf16
     convolutions have twice float32's peak; compiled (:func:`compile_for_inference`), ENet at
-    360x480 ran 1.2-1.4x faster than float32 (``tools/backends_alternating.py``). Elsewhere bf16
-    is emulated and slower: the ``torch-bf16`` backend refuses to run there."""
+    360x480 ran 1.2-1.4x faster than float32 (10.1 against 12.6 ms and 16.7 against 22.2, 2 threads,
+    on AVX512-BF16 EPYCs; docs/deployment_runtimes.md). Elsewhere bf16 is emulated and slower: the
+    ``torch-bf16`` backend refuses to run there."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 # count_flops / count_params / machine_info live beside the models and in rtseg.benchmarks.measure; the names
-# stay importable from here for existing callers (tests/models/test_models.py, tools/serve_load.py).
+# stay importable from here for existing callers (the model tests, the serving load script).
 from rtseg.benchmarks.measure import (
     bench_argv,
     machine_info,

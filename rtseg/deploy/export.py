@@ -37,7 +37,8 @@ FORMATS = ("onnx", "torchscript")
 #: openvino: standard ops only (:mod:`rtseg.deploy.portable`), which OpenCV DNN needs.
 TARGETS = RUNTIMES
 #: Targets ``--int8`` writes for: ONNX Runtime's QDQ graph, which OpenVINO runs as int8 too (on
-#: VNNI CPUs 0.72x its float latency for ENet, bench/openvino_int8_avx512.json).
+#: VNNI CPUs 0.72x its float latency for ENet: 13.3 against 18.5 ms on an AVX512-VNNI EPYC, 2 threads;
+#: docs/deployment_runtimes.md).
 INT8_TARGETS = ("onnxruntime", "openvino")
 
 
@@ -132,7 +133,7 @@ def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, m
     wins, and the decoder then puts that value one pixel away (a trained ENet in ONNX Runtime:
     115 of 1.9 M logits off by more than 0.05, the largest by 0.13 of a range of 30, every class
     the same). One such flip moved 45 pixels (0.026% of the logits, up to 0.20 of a range of
-    23) for ENet trained 600 epochs (bench/campaign/enet_camvid_long/last.pt), already between
+    23) for ENet trained 600 epochs (the long recipe's stage A; docs/training.md), already between
     the folded and the un-folded model in PyTorch and identically in all three runtimes: a bound
     on 99.99% of the logits refused it, so the bound is on 99.9%."""
     limit = atol + rtol * report.logit_scale
@@ -146,7 +147,7 @@ def check_parity(report: ParityReport, rtol: float = 5e-3, atol: float = 1e-4, m
 
 def opencv_known_fault(proto, model_name: str, cv_version: str) -> RuntimeFaultError | None:
     """The refusal for a graph with an op OpenCV DNN ``cv_version`` is known to miscompute
-    (``tools/opencv_op_probe.py``), else None.
+    (found on single-op graphs against ONNX Runtime; docs/deployment_runtimes.md), else None.
 
     OpenCV DNN 5.0 (fixed in 5.1): a bilinear ``Resize`` of a plane with a side of 1, (N, C, 1, w)
     or (N, C, h, 1), reads memory it did not write: values of 1e22-1e32, NaN, or on a lucky run

@@ -72,7 +72,8 @@ def quantize_int8(float_model: str | Path, out: str | Path, frames: list[np.ndar
     ``moving_average``: activation ranges are the mean of the per-frame minima and maxima, not
     the extremes over all frames, so one outlier frame does not coarsen every step.
     Both raised the int8 ENet's pixel agreement with float on a sequence that neither training
-    nor calibration saw (``rtseg eval --backend onnxruntime-int8``, ``bench/int8_unseen.json``)."""
+    nor calibration saw (ENet on CamVid 0006R0: 95.3% of pixels, then 95.7%, then 96.9%; ``rtseg eval --backend
+    onnxruntime-int8``, docs/deployment.md)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,

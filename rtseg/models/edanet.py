@@ -18,7 +18,7 @@ An EDA module (C channels in, growth k = 40): 1x1 conv to k, BN, ReLU; 3x1 + 1x3
 ReLU; the same pair dilated, BN, ReLU; spatial dropout 0.02; its k channels concatenated in
 front of the input (C + k out). The convolutions keep their biases, as in the authors' code.
 
-CPU cost (tools/model_stats.py, 360x480, 11 classes): 0.69 M parameters, 5.8 GFLOPs (ENet: 2.6), of which
+CPU cost (``rtseg models``, 360x480, 11 classes): 0.69 M parameters, 5.8 GFLOPs (ENet: 2.6), of which
 the 3x1/1x3 convolutions are dense (not depth-wise) and run oneDNN's fast kernels.
 """
 

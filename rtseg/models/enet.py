@@ -315,7 +315,7 @@ class ENet(nn.Module):
     #: carried through the whole network. Measured with ``rtseg export --int8 --sensitivity`` on
     #: an ENet trained without CamVid sequence 0006R0, scored on that sequence: these three raised
     #: pixel agreement with float by 0.41, 0.17 and 0.16 points, each other module by <= 0.03
-    #: (``bench/int8_sensitivity.json``, README "Export and int8").
+    #: (docs/deployment.md, README "Export and int8").
     int8_keep_float = ("initial.", "down1.", "stage1.")
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:

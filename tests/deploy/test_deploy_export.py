@@ -293,7 +293,8 @@ def test_pyramid_pooling_and_mobilenetv3_exports_agree_with_pytorch_in_opencv(tm
     # DDRNet's DAPPM / PIDNet's PAPPM upsample 1x1 and 1x2 planes at 64x96: OpenCV DNN 5.0's
     # bilinear Resize reads garbage there (refused, naming the op); 5.1 runs them. MobileNetV3's
     # squeeze-excitation gate hardsigmoid(s) * x is written as a Clip: OpenCV fuses HardSigmoid +
-    # Mul into HardSwish(s) and returned (N, C, 1, 1) (tools/opencv_op_probe.py).
+    # Mul into HardSwish(s) and returned (N, C, 1, 1) (single-op graphs against ONNX Runtime;
+    # docs/deployment_runtimes.md).
     model = _random_classifiers(name)
     if version("opencv").startswith("5.0.") and name != "fcn8s_mobilenetv3":
         with pytest.raises(RuntimeFaultError, match=r"^--target opencv: OpenCV DNN 5\.0\.\d+ miscomputes \w+'s "
