@@ -165,3 +165,20 @@ def test_the_file_size_table_is_its_results_file():
         fmt, int8 = formats[re.match(r"\w+", cells[0]).group(0)], "int8" in cells[0]
         for model, cell in zip(("enet-camvid", "edanet-camvid"), cells[1:]):
             assert cell == f"{sizes[(model, fmt, int8)]:.2f}", (cells[0], model, cell)
+
+
+def test_every_results_file_a_page_cites_exists():
+    # a figure's source must be there to check it against: a page citing bench/serve_soak.json
+    # while no such file was committed is how figures went stale
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "rtseg" / "shipped").glob("*.md"))]
+    missing = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for m in re.finditer(r"(?<![\w/.-])(bench/[\w./*-]+?\.(?:jsonl|json|md|png))(?![\w])", text):
+            path = m.group(1)
+            written_by_a_command = text[max(0, m.start() - 7):m.start()] == "--json "
+            if "*" not in path and not written_by_a_command and not (ROOT / path).exists():
+                missing.append(f"{page.relative_to(ROOT)}: {path}")
+    assert not missing, "\n".join(missing)
