@@ -69,7 +69,7 @@ RUNTIMES = {  # --backend -> what it is for
     "torch-bf16": "CPUs with AVX512-BF16 or AMX",
     "torch-int8": "PyTorch's own int8 (`rtseg[int8]`)",
     "torch-compile": "PyTorch anywhere, GPUs included",
-    "openvino": "Intel and AMD CPUs, Intel GPUs and NPUs",
+    "openvino": "Intel and AMD CPUs; the fastest on AVX2 alone",
     "onnxruntime": "the portable one: C, C++, C#, Java, JavaScript",
     "onnxruntime-int8": "small files",
     "opencv": "apps that already ship OpenCV",
