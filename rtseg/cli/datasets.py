@@ -32,9 +32,9 @@ def register(sub) -> None:
                         description="Read every image and mask of a folder dataset (dataset.yaml, images/SPLIT, "
                                     "masks/SPLIT) once and report every problem: missing pairs, unreadable or empty "
                                     "files, masks that are not single-channel or not the image's size, ids outside "
-                                    "the class table; warnings for classes that never occur and for the same image "
-                                    "in two splits. Then the class histogram. Exit status 1 when something would "
-                                    "break training.")
+                                    "the class table; warnings for a train split without a val split, for classes "
+                                    "that never occur and for the same image in two splits. Then the class "
+                                    "histogram. Exit status 1 when something would break training.")
     q.add_argument("root", metavar="ROOT", help="the dataset folder (holding dataset.yaml)")
     q.add_argument("--splits", nargs="+", default=None, metavar="SPLIT",
                    help="splits to check (default: every folder under images/)")
@@ -46,14 +46,23 @@ def register(sub) -> None:
                                     "class, the colours from SOURCE/dataset.yaml or a CVAT labelmap.txt (CVAT's "
                                     "'Segmentation mask 1.1' export: JPEGImages/ + SegmentationClass/); black is "
                                     "void. --from labelme: one Labelme JSON per image (polygons, rectangles, "
-                                    "circles, lines). Split subfolders are kept, else all is train. Written into a "
-                                    "temporary folder and renamed at the end: an interrupted run leaves nothing.")
+                                    "circles, lines). SOURCE's split subfolders (train/, val/, ...) are kept as they "
+                                    "are; a SOURCE without them is split by --val-fraction (one line says how). "
+                                    "Written into a temporary folder and renamed at the end: an interrupted run "
+                                    "leaves nothing.")
     q.add_argument("source", metavar="SOURCE", help="the folder to convert")
     q.add_argument("--from", dest="kind", required=True, choices=["colour", "labelme"], help="what SOURCE holds")
     q.add_argument("--out", required=True, metavar="DIR", help="the new dataset folder (must not exist)")
     q.add_argument("--classes", default=None, metavar="dataset.yaml",
                    help="class names and palette to use (default: SOURCE's own for colour; for labelme the "
                         "sorted label names with generated colours)")
+    q.add_argument("--val-fraction", default=None, metavar="F",  # convert() parses it: the error quotes it as typed
+                   help="when SOURCE has no split folders: the share of its frames that goes to val, the rest to "
+                        "train (default 0.1: round(N*F), at least 1 frame of 2 or more; 0: all in train); the "
+                        "same frames every run (a fixed hash of the file names picks them). Unused when SOURCE "
+                        "has split folders. Frames are split one by one, so neighbouring frames of a video land "
+                        "on both sides and flatter the val score: for sequences, make train/ and val/ folders "
+                        "yourself (whole recordings in val)")
     q.set_defaults(func=run_convert)
 
 
@@ -102,9 +111,17 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from rtseg.datasets.convert import convert
+    from rtseg.datasets.convert import VAL_FRACTION, convert
 
-    r = convert(args.source, args.out, args.kind, args.classes)
+    explicit = args.val_fraction is not None
+    r = convert(args.source, args.out, args.kind, args.classes,
+                val_fraction=args.val_fraction if explicit else VAL_FRACTION)
+    if r["flat"]:
+        train, val = r["splits"].get("train", 0), r["splits"].get("val", 0)
+        print(f"no split folders in {args.source}: {train} frame{'s' * (train != 1)} to train, {val} to val "
+              f"(--val-fraction {r['val_fraction']:g})")
+    elif explicit:
+        print(f"split folders in {args.source} kept as they are: --val-fraction unused")
     splits = ", ".join(f"{n} {s}" for s, n in r["splits"].items())
     print(f"{args.source} -> {r['out']}: {splits}; {len(r['classes'])} classes ({', '.join(r['classes'])}); "
           f"check it with: rtseg datasets check {r['out']}")

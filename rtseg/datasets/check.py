@@ -4,8 +4,9 @@ every problem in one go, instead of one error at a time at training time.
 Errors (training would fail or learn from wrong labels): no or a broken ``dataset.yaml``, an
 image without its mask or a mask without its image, a file that cannot be read or is empty, a
 mask that is not single-channel, a mask of another size than its image, ids outside the class
-table. Warnings: classes that never occur in a split, and the same image in two splits (by file
-content), which makes a validation score flatter itself. Then the class histogram per split.
+table. Warnings: a train split without a val split (the shipped recipes validate on ``val``),
+classes that never occur in a split, and the same image in two splits (by file content), which
+makes a validation score flatter itself. Then the class histogram per split.
 """
 
 from __future__ import annotations
@@ -95,10 +96,15 @@ def check_folder(root: str | Path, splits: list[str] | None = None) -> CheckRepo
     ignore = spec.get("ignore_index", 255)
     report.class_names = names
     img_t, mask_t = spec.get("images", "images/{split}"), spec.get("masks", "masks/{split}")
-    splits = splits or _splits(root, img_t)
+    found = _splits(root, img_t)
+    splits = splits or found
     if not splits:
         report.problems.append(Problem("error", str(root / img_t.partition("{split}")[0]),
                                        f"no split folders found (expected {img_t}, e.g. images/train)"))
+    if "train" in found and "val" not in found:
+        report.problems.append(Problem("warning", str(root / img_t.partition("{split}")[0]),
+                                       "no val split: training with the shipped recipes validates on val; make one "
+                                       "(rtseg datasets convert --val-fraction) or set data.val_split"))
     seen: dict[str, str] = {}  # image content digest -> first file
     for split in splits:
         _check_split(root, split, img_t, mask_t, names, ignore, seen, report)

@@ -13,14 +13,24 @@ Two sources:
   chosen because its per-image JSON is self-contained (the shapes, the label names, the image's
   name and size), so it converts without the tool; a CVAT project exports colour masks, above.
 
-Splits: the source's ``train``/``val``/... subfolders when it has them, else everything is
-``train``. The output is written into a temporary folder beside ``--out`` and renamed into place
-at the end, so an interrupted conversion leaves no partial dataset behind.
+Splits: the source's ``train``/``val``/... subfolders when it has them, kept as they are. A
+source without them (a flat folder of Labelme JSONs, CVAT's ``JPEGImages/``, ``images/`` +
+``masks/`` without subfolders) is split: ``val_fraction`` of its frames (``round(N * F)``, at least
+one when there are two or more, none when ``F`` is 0) go to ``val``, the rest to ``train``, so the
+shipped recipes (``val_split: val``) train on it at once. Which frames: the first ones in an order
+fixed by a hash of each file name, so the same files on every run and every machine. Frames are
+split one by one: neighbouring frames of a video land on both sides and flatter the val score, so
+sequences want split folders made by hand (whole recordings in ``val``).
+
+The output is written into a temporary folder beside ``--out`` and renamed into place at the end,
+so an interrupted conversion leaves no partial dataset behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +44,9 @@ from rtseg.errors import DatasetError
 from rtseg.progress import progress_bar
 
 SOURCES = ("colour", "labelme")
+#: The share of a flat source's frames that becomes ``val`` unless told otherwise.
+VAL_FRACTION = 0.1
+_FLAT = ""  # the split key of a source without split folders, until it is split
 
 
 def _palette_from(source: Path) -> tuple[list[str], list[list[int]]]:
@@ -71,18 +84,60 @@ def _palette_from(source: Path) -> tuple[list[str], list[list[int]]]:
 
 
 def _splits(source: Path, pattern: str) -> dict[str, Path]:
+    """{split: folder}: the subfolders holding ``pattern``, else {_FLAT: source}."""
     subs = {d.name: d for d in sorted(source.iterdir()) if d.is_dir() and list(d.glob(pattern))}
-    return subs or {"train": source}
+    return subs or {_FLAT: source}
+
+
+def check_val_fraction(val_fraction: float | str) -> float:
+    """``val_fraction`` (a number, or its text as typed) as a float in [0, 1), else a
+    DatasetError naming the option."""
+    try:
+        f = float(val_fraction)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not 0 <= f < 1:  # NaN too
+        raise DatasetError(f"--val-fraction {val_fraction}: expected a fraction from 0 (everything in train) "
+                           "up to, not including, 1")
+    return f
+
+
+def val_count(n: int, val_fraction: float) -> int:
+    """How many of ``n`` frames a flat source gives to val: round(n * F), at least 1 when n >= 2
+    and F > 0, and never all of them."""
+    if n < 2 or val_fraction <= 0:
+        return 0
+    return min(n - 1, max(1, math.floor(n * val_fraction + 0.5)))
+
+
+def split_flat(items: list, val_fraction: float, name=lambda item: item.name) -> dict[str, list]:
+    """{"train": [...], "val": [...]} from a flat source's ``items`` (in their order): the
+    :func:`val_count` first by a hash of ``name(item)``; no "val" key when it gets none."""
+    k = val_count(len(items), val_fraction)
+    order = sorted(range(len(items)), key=lambda i: (hashlib.sha256(f"rtseg-val:{name(items[i])}".encode())
+                                                      .hexdigest(), name(items[i])))
+    val = set(order[:k])
+    out = {"train": [it for i, it in enumerate(items) if i not in val]}
+    if k:
+        out["val"] = [it for i, it in enumerate(items) if i in val]
+    return out
+
+
+def _assign(groups: dict[str, list], val_fraction: float, name) -> tuple[dict[str, list], bool]:
+    """A flat source's one group split into train/val; split folders kept. Returns (groups, flat)."""
+    if _FLAT not in groups:
+        return groups, False
+    return split_flat(groups[_FLAT], val_fraction, name), True
 
 
 def _colour_pairs(source: Path) -> dict[str, list[tuple[Path, Path]]]:
-    """{split: [(image, colour mask)]} for the layouts: images/SPLIT + masks/SPLIT, or CVAT's
-    JPEGImages + SegmentationClass (one split, train)."""
+    """{split: [(image, colour mask)]} for the layouts: images/SPLIT + masks/SPLIT, or images/ +
+    masks/, or CVAT's JPEGImages + SegmentationClass (the last two: one group, split _FLAT)."""
     if (source / "JPEGImages").is_dir() and (source / "SegmentationClass").is_dir():
-        layouts = {"train": (source / "JPEGImages", source / "SegmentationClass")}
+        layouts = {_FLAT: (source / "JPEGImages", source / "SegmentationClass")}
     elif (source / "images").is_dir() and (source / "masks").is_dir():
         img_splits = _splits(source / "images", "*")
-        layouts = {s: (d, source / "masks" / s if d != source / "images" else source / "masks")
+        layouts = {s: (d, source / "masks" / s if s != _FLAT else source / "masks")
                    for s, d in img_splits.items()}
     else:
         raise DatasetError(f"{source}: expected images/ and masks/ (split subfolders optional), or CVAT's "
@@ -156,13 +211,17 @@ def _labelme_mask(doc: dict, names: list[str], path: Path) -> np.ndarray:
 
 
 def convert(source: str | Path, out: str | Path, kind: str, classes: str | Path | None = None,
-            progress: bool = True) -> dict:
+            progress: bool = True, val_fraction: float | str = VAL_FRACTION) -> dict:
     """Convert ``source`` (``kind``: colour or labelme) into the folder layout at ``out``
     (which must not exist). ``classes``: a dataset.yaml with the classes and palette (colour: the
     source's own by default; labelme: the sorted label names with generated colours by default).
-    Returns {out, splits: {split: count}, classes}."""
+    ``val_fraction``: for a source without split folders, the share of its frames that goes to
+    ``val`` (0 <= F < 1; see the module's docstring); split folders are kept and it is unused.
+    Returns {out, splits: {split: count}, classes, flat: whether the source had no split folders
+    and was split by ``val_fraction``, val_fraction}."""
     if kind not in SOURCES:
         raise DatasetError(f"--from {kind!r}: expected one of {', '.join(SOURCES)}")
+    val_fraction = check_val_fraction(val_fraction)
     source, out = Path(source), Path(out)
     if not source.is_dir():
         raise DatasetError(f"{source}: not a folder")
@@ -177,15 +236,15 @@ def convert(source: str | Path, out: str | Path, kind: str, classes: str | Path 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         if kind == "colour":
-            counts = _convert_colour(source, tmp, palette, progress)
+            counts, flat = _convert_colour(source, tmp, palette, progress, val_fraction)
         else:
-            names, palette, counts = _convert_labelme(source, tmp, names, palette, progress)
+            names, palette, counts, flat = _convert_labelme(source, tmp, names, palette, progress, val_fraction)
         (tmp / "dataset.yaml").write_text(yaml.safe_dump({"classes": names, "palette": palette}, sort_keys=False))
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"out": str(out), "splits": counts, "classes": names}
+    return {"out": str(out), "splits": counts, "classes": names, "flat": flat, "val_fraction": val_fraction}
 
 
 def _write_pair(tmp: Path, split: str, image: Path, ids: np.ndarray) -> None:
@@ -195,18 +254,19 @@ def _write_pair(tmp: Path, split: str, image: Path, ids: np.ndarray) -> None:
     Image.fromarray(ids, mode="L").save(tmp / "masks" / split / f"{image.stem}.png")
 
 
-def _convert_colour(source: Path, tmp: Path, palette, progress: bool) -> dict:
+def _convert_colour(source: Path, tmp: Path, palette, progress: bool, val_fraction: float):
     counts = {}
-    for split, pairs in _colour_pairs(source).items():
+    groups, flat = _assign(_colour_pairs(source), val_fraction, lambda pair: pair[0].name)
+    for split, pairs in groups.items():
         for image, mask in progress_bar(pairs, desc=f"convert {split}", unit="img", progress=progress):
             with Image.open(mask) as m:
                 ids = colour_to_ids(np.asarray(m.convert("RGB")), palette, mask)
             _write_pair(tmp, split, image, ids)
         counts[split] = len(pairs)
-    return counts
+    return counts, flat
 
 
-def _convert_labelme(source: Path, tmp: Path, names, palette, progress: bool):
+def _convert_labelme(source: Path, tmp: Path, names, palette, progress: bool, val_fraction: float):
     splits = _splits(source, "*.json")
     docs = {split: [(p, _read_json(p)) for p in sorted(d.glob("*.json"))] for split, d in splits.items()}
     if not any(docs.values()):
@@ -217,6 +277,7 @@ def _convert_labelme(source: Path, tmp: Path, names, palette, progress: bool):
         rng = np.random.default_rng(0)
         palette = [[int(v) for v in rng.integers(0, 256, 3)] for _ in names]
     counts = {}
+    docs, flat = _assign(docs, val_fraction, lambda item: item[0].name)
     for split, items in docs.items():
         for path, doc in progress_bar(items, desc=f"convert {split}", unit="img", progress=progress):
             image = path.parent / doc.get("imagePath", "")
@@ -224,4 +285,4 @@ def _convert_labelme(source: Path, tmp: Path, names, palette, progress: bool):
                 raise DatasetError(f"{path}: its image {image} is missing (Labelme's imagePath)")
             _write_pair(tmp, split, image, _labelme_mask(doc, names, path))
         counts[split] = len(items)
-    return names, palette, counts
+    return names, palette, counts, flat

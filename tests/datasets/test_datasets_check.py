@@ -51,3 +51,17 @@ def test_every_problem_is_reported_in_one_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "6 error(s)" in out and "fix the errors before training" in out
     assert main(["datasets", "check", str(tmp_path / "nowhere")]) == 1
+
+
+def test_a_train_split_without_val_is_a_warning(tmp_path, capsys):
+    import shutil
+
+    root = _folder(tmp_path / "noval")
+    shutil.rmtree(root / "images" / "val")
+    shutil.rmtree(root / "masks" / "val")
+    report = check_folder(root)
+    assert report.ok and [str(p) for p in report.problems] == [
+        f"warning: {root / 'images'}: no val split: training with the shipped recipes validates on val; make one "
+        "(rtseg datasets convert --val-fraction) or set data.val_split"]
+    assert main(["datasets", "check", str(root)]) == 0
+    assert "0 error(s), 1 warning(s)" in capsys.readouterr().out

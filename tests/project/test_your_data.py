@@ -1,6 +1,7 @@
 """docs/your-data.md, run: every ``rtseg`` command in its bash blocks, in order, on a small
-Labelme export made here (the training command with a few overrides to last seconds), so the
-tutorial cannot drift from what rtseg does."""
+flat Labelme export made here (one folder of JSONs, no split folders: the common case, which
+convert splits into train and val), the training command with a few overrides to last seconds,
+so the tutorial cannot drift from what rtseg does."""
 
 from __future__ import annotations
 
@@ -23,21 +24,21 @@ QUICK = ["schedule.epochs=1", "schedule.warmup_epochs=0", "data.crop=[16,24]", "
 
 def page_commands() -> list[list[str]]:
     text = (REPO / "docs" / "your-data.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    blocks = [b.replace("\\\n", " ") for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]  # `\` continuations
     return [shlex.split(line)[1:] for block in blocks for line in block.splitlines() if line.startswith("rtseg ")]
 
 
-def _labelme_export(root: Path) -> None:
+def _labelme_export(root: Path, n: int = 10) -> None:
+    """A flat export: n images and their JSONs in one folder, as Labelme leaves them."""
     rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for i in range(3):
-            save_png(root / split / f"f{i}.png", random_image(rng, 24, 32))
-            doc = {"imagePath": f"f{i}.png", "imageHeight": 24, "imageWidth": 32, "shapes": [
-                {"label": "road", "shape_type": "polygon", "points": [[0, 23], [31, 23], [16, 12]]},
-                {"label": "car", "shape_type": "rectangle", "points": [[2, 2], [10, 8]]},
-                {"label": "person", "shape_type": "rectangle", "points": [[20, 2], [24, 10]]},
-                {"label": "other", "shape_type": "rectangle", "points": [[12, 0], [18, 4]]}]}
-            (root / split / f"f{i}.json").write_text(json.dumps(doc))
+    for i in range(n):
+        save_png(root / f"f{i}.png", random_image(rng, 24, 32))
+        doc = {"imagePath": f"f{i}.png", "imageHeight": 24, "imageWidth": 32, "shapes": [
+            {"label": "road", "shape_type": "polygon", "points": [[0, 23], [31, 23], [16, 12]]},
+            {"label": "car", "shape_type": "rectangle", "points": [[2, 2], [10, 8]]},
+            {"label": "person", "shape_type": "rectangle", "points": [[20, 2], [24, 10]]},
+            {"label": "other", "shape_type": "rectangle", "points": [[12, 0], [18, 4]]}]}
+        (root / f"f{i}.json").write_text(json.dumps(doc))
 
 
 def test_the_page_runs(tmp_path, monkeypatch, capsys):
@@ -52,7 +53,8 @@ def test_the_page_runs(tmp_path, monkeypatch, capsys):
         extra = QUICK if argv[0] == "train" else []
         assert main([*argv, *extra]) == 0, argv
     out = capsys.readouterr().out
-    assert "4 classes (car, other, person, road)" in out and "0 error(s)" in out
+    assert "no split folders in labelme_export: 9 frames to train, 1 to val (--val-fraction 0.1)" in out
+    assert "4 classes (car, other, person, road)" in out and "0 error(s), 0 warning(s)" in out
     assert (tmp_path / "masks" / "legend.png").is_file() and (tmp_path / "mymodel.onnx").is_file()
 
 
