@@ -122,7 +122,7 @@ class RunConfig:
     amp: bool = True
     channels_last: bool = True
     #: torch.compile the training network (inductor): the first steps compile (ENet: about 2 min
-    #: on 2 cores), then each step runs fused kernels. See README "Training speed".
+    #: on 2 cores), then each step runs fused kernels. See docs/training.md, "Training speed on a CPU".
     compile: bool = False
     grad_checkpoint: bool = False
     #: Keep an exponential moving average of the weights (and BatchNorm statistics), updated

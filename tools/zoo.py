@@ -210,7 +210,7 @@ def _place_labels(ax, points: list[tuple[float, float, str]], min_dy: float) -> 
 def machine_name(machine: dict) -> str:
     """The CPU and its vector extensions that matter to these timings (AVX512, VNNI, AMX)."""
     isa = [f for f in machine.get("isa", []) if f.startswith(("avx512f", "avx512_bf16", "amx"))]
-    return machine.get("cpu", "this CPU") + (f" ({', '.join(isa)})" if isa else " (AVX2 only)" if "isa" in machine else "")
+    return machine.get("cpu", "CPU not recorded") + (f" ({', '.join(isa)})" if isa else " (AVX2 only)" if "isa" in machine else "")
 
 
 def timed_weights(trained: list[dict]) -> list[str]:
@@ -253,7 +253,7 @@ def plot(trained: list[dict], latency: dict) -> None:
     ax_held.set_title("held-out sequence 0006R0 (trained without it)", fontsize=10)
     ax_val.set_ylabel("mIoU %")
     for ax in (ax_val, ax_held):
-        ax.set_xlabel(f"CPU latency at 480x360, ms (PyTorch, 2 threads, {latency.get('_machine', {}).get('cpu', 'this CPU')};"
+        ax.set_xlabel(f"CPU latency at 480x360, ms (PyTorch, 2 threads, {latency.get('_machine', {}).get('cpu', 'CPU not recorded')};"
                       " lower is better)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.margins(x=0.18, y=0.08)  # room for the labels right of the last points

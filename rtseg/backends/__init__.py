@@ -80,12 +80,13 @@ class Choice:
 
 #: What building a runner costs before the first frame on 2 cores (export + int8 calibration of
 #: ENet: 8-12 s; inductor compiling: 15-40 s), and about what a faster backend saves a frame over
-#: eager PyTorch (ENet at 360x480: 27-28 ms eager against 13.8-14.3 for the fastest, measured on
-#: AVX512-VNNI and AMX CPUs): a build pays off only over more frames than ``BUILD_S / SAVING_S``.
+#: eager PyTorch (ENet at 360x480: 27-28 ms eager against 13.5-14.3 for the fastest, measured on
+#: AVX512-VNNI and AMX CPUs): a build pays off only over more frames than ``BUILD_S / SAVING_S``
+#: (a graph: from 1001 frames; compiling: from 3001).
 BUILD_S = {"graph": 10.0, "compile": 30.0}
 SAVING_S = 0.010
 #: Loading a graph that is ready (shipped or cached) into its runtime: OpenVINO compiles its
-#: kernels for the shape, well under a second.
+#: kernels for the shape, well under a second (a ready graph pays from 51 frames).
 LOAD_S = 0.5
 
 
@@ -100,7 +101,9 @@ def _ranked() -> list[tuple[str, str]]:
     ranked = []
     if "openvino-int8" in ok and (flags["avx512_vnni"] or flags["avx_vnni"] or flags["amx_int8"]):
         ranked.append(("openvino-int8", "this CPU has int8 dot products (VNNI/AMX): OpenVINO's int8 is the fastest "
-                                        "measured there (13.8 ms on an AVX512-VNNI EPYC, 13.9 on an AMX Xeon)"))
+                                        "measured on an AVX512-VNNI EPYC (13.5-13.7 ms against torch-bf16's 16.7-18.3) "
+                                        "and level with torch-bf16 on an AMX Xeon (13.9-14.9 against 13.6-14.3) "
+                                        "without compiling"))
     if "torch-bf16" in ok:
         ranked.append(("torch-bf16", "this CPU computes bfloat16 natively: PyTorch compiled in bf16"))
     if "openvino" in ok and flags["avx2"]:

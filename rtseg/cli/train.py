@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                    help="continue exactly from <out_dir>/last.pt (or CKPT)")
     p.add_argument("--init-from", default=None, metavar="W",
-                   help="start from another rtseg checkpoint's architecture and weights")
+                   help="start from a shipped model name (e.g. enet-camvid) or an rtseg checkpoint: its "
+                        "architecture and weights")
     p.set_defaults(func=run)
 
 
