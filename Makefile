@@ -104,22 +104,27 @@ zoo: install
 shipped-graphs: install
 	$(PY) -c "from rtseg.backends.graph import build_shipped_graphs; print(*build_shipped_graphs(), sep='\n')"
 
-# The two models trained without CamVid's 0006R0 that eval-backends and your-data-example start
-# from: ENet stage A (600 epochs) and EDANet stage B1. Their stages are done, so the checkpoints
+# The models trained without CamVid's 0006R0 that eval-backends, your-data-example and the
+# distillation recipes start from: ENet stage A (600 epochs), EDANet stage B1, and EDANet stage A2
+# (the pruned network after its 600 epochs, where every EDANet last stage starts). Their stages are done, so the checkpoints
 # left the tree; git history keeps them, and this writes them from there into runs/heldout/
 # (git-ignored). The commits are the ones that wrote each file's last state (the campaign's
 # stage-done commits); they are the one place to change if a checkpoint is ever replaced. A
 # shallow clone lacks them: `git fetch --unshallow` first.
 HELDOUT_ENET := runs/heldout/enet_camvid_long.pt
 HELDOUT_EDANET := runs/heldout/edanet_camvid_heldout.pt
+HELDOUT_EDANET_A2 := runs/heldout/edanet_camvid_pruned.pt
 HELDOUT_ENET_FROM := 8c9256136670ecd87764a5d824a04ded4c2e2203:bench/campaign/enet_camvid_long/last.pt
 HELDOUT_EDANET_FROM := b914561b0b912af1bd0bee4914b369f9f1c1c62f:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
-heldout-models: $(HELDOUT_ENET) $(HELDOUT_EDANET)
+HELDOUT_EDANET_A2_FROM := f8a3ce7f2139404609ad8bcbe7c5785e477d45e1:bench/campaign/edanet_camvid_pruned/last.pt
+heldout-models: $(HELDOUT_ENET) $(HELDOUT_EDANET) $(HELDOUT_EDANET_A2)
 
 $(HELDOUT_ENET):
 	$(call from_history,$(HELDOUT_ENET_FROM))
 $(HELDOUT_EDANET):
 	$(call from_history,$(HELDOUT_EDANET_FROM))
+$(HELDOUT_EDANET_A2):
+	$(call from_history,$(HELDOUT_EDANET_A2_FROM))
 
 # $(call from_history,SHA:PATH) writes that file of git history to the target, whole or not at all.
 define from_history

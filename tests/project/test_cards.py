@@ -16,6 +16,10 @@ from rtseg.checkpoint import SHIPPED_WEIGHTS, load_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = json.loads((ROOT / "bench" / "camvid_test.json").read_text(encoding="utf-8"))
 NAMES = sorted(SHIPPED_WEIGHTS)
+#: Shipped models the held-back test split has scored; a newly shipped one waits for the project's
+#: benchmark, and its card says so instead of giving test figures.
+MEASURED = sorted(set(NAMES) & set(RESULTS["models"]))
+PENDING = sorted(set(NAMES) - set(RESULTS["models"]))
 #: A row of a card's test table -> its key in bench/camvid_test.json.
 TEST_ROWS = {"plain": "miou", "flip averaging": "flip", "larger input": "size_540x720",
              "both": "flip_540x720", "OpenVINO int8": "openvino_int8"}
@@ -54,14 +58,17 @@ def _pictures(text: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
 
 
-def test_every_shipped_model_has_a_card_and_test_figures():
-    assert sorted(RESULTS["models"]) == NAMES
+def test_every_shipped_model_has_a_card_and_test_figures_or_says_they_are_pending():
+    assert set(RESULTS["models"]) <= set(NAMES), "test figures of a model that is not shipped"
     for name in NAMES:
         assert _card_path(name).is_file(), f"{name} has no card"
         assert _card(name).startswith(f"# `{name}`\n")
+    for name in PENDING:
+        assert "not yet measured" in _card(name), f"{name}: no test figures and the card does not say so"
+        assert "| test IoU |" not in _card(name) and "| setting |" not in _card(name)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MEASURED)
 def test_the_test_table_is_the_results_file(name):
     figures = RESULTS["models"][name]
     rows = {row[0]: row for row in _table(_card(name), "| setting |")}
@@ -75,7 +82,7 @@ def test_the_test_table_is_the_results_file(name):
     assert ensemble.group(2) == f"{RESULTS['ensemble']['miou']:.1f}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", MEASURED)
 def test_the_class_table_is_the_checkpoint_and_the_results_file(name):
     classes = load_checkpoint(name)["classes"]
     per_class = RESULTS["models"][name]["per_class"]
@@ -90,8 +97,17 @@ def test_the_class_table_is_the_checkpoint_and_the_results_file(name):
 def test_the_held_out_figure_is_its_results_file(name):
     found = re.search(r"scores (\d+\.\d) on\s+its 101 frames\s+\(\[`[\w.]+`\]\(\.\./\.\./([\w./]+)\)", _card(name))
     assert found, "the card names its held-out figure and links the file it comes from"
-    result = json.loads((ROOT / found.group(2)).read_text(encoding="utf-8"))
-    assert result["split"] == "train/0006R0" and found.group(1) == f"{100 * result['miou']:.1f}"
+    path = ROOT / found.group(2)
+    if path.suffix == ".jsonl":  # a held-out run's log: its val split is the held-out sequence, its last epoch counts
+        result = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()][-1]
+        config = (path.parent / "config.yaml").read_text(encoding="utf-8")
+        assert "val_split: train/0006R0" in config and "train_split: trainval/-0006R0" in config
+        miou = result["val_miou"]
+    else:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        assert result["split"] == "train/0006R0"
+        miou = result["miou"]
+    assert found.group(1) == f"{100 * miou:.1f}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -108,7 +124,8 @@ def test_links_and_paths_of_a_card_exist(name):
 def test_a_card_shows_pictures_drawn_from_the_current_figures(name):
     cards = _tools_model_cards()
     pictures = _pictures(_card(name))
-    assert {Path(p).name for p in pictures} >= {cards.LEGEND, cards.PER_CLASS}
+    required = {cards.LEGEND, cards.PER_CLASS} if name in MEASURED else {cards.LEGEND}
+    assert {Path(p).name for p in pictures} >= required
     from PIL import Image
 
     from rtseg.datasets.classes import ClassTable
