@@ -32,8 +32,9 @@ from rtseg.io import atomic_path
 FORMAT = "rtseg-checkpoint"
 VERSION = 1
 
-#: Models shipped inside the package: name -> file under rtseg/shipped/ (weights, logs, model card).
-SHIPPED_WEIGHTS = {"edanet-camvid": "edanet_camvid.pt", "enet-camvid": "enet_camvid.pt"}
+#: Models shipped inside the package: name -> file under rtseg/shipped/ (its model card beside it, NAME.md).
+SHIPPED_WEIGHTS = {"edanet-camvid": "edanet_camvid.pt", "edanet-camvid-distilled": "edanet_camvid_distilled.pt",
+                   "enet-camvid": "enet_camvid.pt"}
 DEFAULT_WEIGHTS = "enet-camvid"
 
 

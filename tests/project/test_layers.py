@@ -101,8 +101,10 @@ def test_python_dash_m_rtseg_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "rtseg", "eval", "--weights", "nothing-here.pt",
                            "--dataset", "camvid"], capture_output=True, text=True)
     assert done.returncode == 2
+    from rtseg.checkpoint import SHIPPED_WEIGHTS
+
     assert done.stderr.strip().splitlines() == ["rtseg eval: error: weights not found: 'nothing-here.pt' is "
-                                                "neither a file nor a shipped model (edanet-camvid, enet-camvid)"]
+                                                f"neither a file nor a shipped model ({', '.join(sorted(SHIPPED_WEIGHTS))})"]
 
 
 def _top(module: str) -> str:
