@@ -12,6 +12,7 @@ tests/project/test_docs.py) fails while any page differs from what its results f
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -95,6 +96,7 @@ def runtimes() -> str:
     return "\n".join(out)
 
 
+@functools.cache  # loaded once, not once per table on every page
 def _hooks():
     import importlib.util
 
