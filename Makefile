@@ -31,13 +31,18 @@ $(WEB_RUNTIME):
 # LiteRT's converter (rtseg export --format tflite, --backend litert): litert-torch pins
 # typing-extensions below what pydantic and selenium want, so it gets its own environment, with
 # rtseg installed there too; rtseg runs it as $RTSEG_LITERT_PYTHON (pyproject's litert-export).
+# That environment sees the main one's packages after its own (a .pth line), so it reuses its
+# PyTorch instead of a second 5.5 GB copy: 0.9 GB instead of 6.9. Its own typing-extensions
+# comes first on its path; pip's note that selenium wants a newer one is about the main env.
 LITERT_VENV ?= .venv-litert
 LITERT_STAMP := $(LITERT_VENV)/.rtseg-installed
 export RTSEG_LITERT_PYTHON ?= $(abspath $(LITERT_VENV)/bin/python)
 litert-env: $(LITERT_STAMP)
 
-$(LITERT_STAMP): pyproject.toml
+$(LITERT_STAMP): pyproject.toml $(STAMP)
 	test -x $(LITERT_VENV)/bin/python || $(PYTHON) -m venv $(LITERT_VENV)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(LITERT_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_rtseg_main_env.pth"
 	$(LITERT_VENV)/bin/python -m pip install --quiet -e '.[litert-export]'
 	touch $@
 
