@@ -64,7 +64,7 @@ lint: install
 TEST_GROUPS := $(sort $(dir $(wildcard tests/*/test_*.py)))
 define run_tests
 	@set -e; for g in "$(wildcard tests/test_*.py)" $(TEST_GROUPS); do \
-	  echo "== $$g" | cut -c1-60; rc=0; $(PY) -m pytest -q -m "$(1)" $$g || rc=$$?; \
+	  echo "== $$g" | cut -c1-60; rc=0; $(PY) -m pytest -q --durations=3 -m "$(1)" $$g || rc=$$?; \
 	  [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; done
 endef
 
