@@ -7,6 +7,7 @@ runtime) is :mod:`rtseg.backends`."""
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from functools import cache
 from pathlib import Path
@@ -70,15 +71,42 @@ def reuse_freed_memory() -> bool:
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
+CPUINFO = Path("/proc/cpuinfo")
+
+#: oneDNN's instruction-set cap (``ONEDNN_MAX_CPU_ISA``, or the older ``DNNL_MAX_CPU_ISA``), which
+#: the oneDNN inside PyTorch and inside OpenVINO both obey, -> the :data:`CPU_FLAGS` it leaves in use.
+#: Under a cap the kernels run as on a CPU without the rest, so ``auto`` must choose as there too:
+#: capped to AVX2 on an AMX Xeon, OpenVINO's int8 runs jit_avx2_I8 convolutions, not AMX tiles.
+_AVX512 = ("avx2", "avx512f")
+ISA_CAPS = {"SSE41": (), "AVX": (), "AVX2": ("avx2",), "AVX2_VNNI": ("avx2", "avx_vnni"),
+            "AVX2_VNNI_2": ("avx2", "avx_vnni"), "AVX512_CORE": _AVX512,
+            "AVX512_CORE_VNNI": (*_AVX512, "avx512_vnni"), "AVX512_CORE_BF16": (*_AVX512, "avx512_vnni", "avx512_bf16"),
+            "AVX10_1_512": (*_AVX512, "avx512_vnni", "avx512_bf16"), "AVX512_CORE_FP16": (*_AVX512, "avx512_vnni", "avx512_bf16")}
+#: The environment variables that cap the instruction sets the CPU kernels use (oneDNN, OpenVINO's
+#: own kernels, ATen's vectorised ones): a benchmark's machine record names those set.
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OV_CPU_MAX_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def isa_cap() -> str | None:
+    """The oneDNN instruction-set cap in force (``ONEDNN_MAX_CPU_ISA``, else ``DNNL_MAX_CPU_ISA``),
+    upper-cased, or None. Values without a lower level (``ALL``, ``DEFAULT``, the AMX ones) count
+    as none."""
+    value = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return value.strip().upper() if value and value.strip().upper() in ISA_CAPS else None
+
+
 @cache
 def cpu_flags() -> dict[str, bool]:
-    """:data:`CPU_FLAGS` from the kernel's CPU flags (Linux; all False elsewhere). Every
-    benchmark's machine record carries them: timings from CPUs with and without them differ
-    2-4x (docs/deployment_runtimes.md)."""
+    """:data:`CPU_FLAGS` from the kernel's CPU flags (Linux; all False elsewhere), less those an
+    instruction-set cap leaves unused (:func:`isa_cap`). Every benchmark's machine record carries
+    them: timings from CPUs with and without them differ 2-4x (docs/deployment_runtimes.md)."""
     try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
+        flags = set(CPUINFO.read_text().split())
     except OSError:
         flags = set()
+    cap = isa_cap()
+    if cap is not None:
+        flags &= set(ISA_CAPS[cap])
     return {name: name in flags for name in CPU_FLAGS}
 
 

@@ -1,5 +1,6 @@
 """rtseg.runtime: which convolutions oneDNN's bf16 channels-last training gets wrong, mixed
-precision only where the CPU computes it, and freed memory reused by glibc's malloc."""
+precision only where the CPU computes it, the CPU's instruction sets under an ISA cap, and freed
+memory reused by glibc's malloc."""
 
 from __future__ import annotations
 
@@ -36,6 +37,48 @@ def test_mixed_precision_only_where_the_cpu_computes_it(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert runtime.autocast_dtype(torch.device("cpu")) is torch.bfloat16
     assert runtime.autocast_dtype(torch.device("cuda")) is torch.float16
+
+
+@pytest.fixture
+def every_flag(monkeypatch, tmp_path):
+    """A CPU with every instruction set rtseg looks at (an AMX Xeon's flags line)."""
+    from rtseg import runtime
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse4_2 " + " ".join(runtime.CPU_FLAGS) + "\n")
+    monkeypatch.setattr(runtime, "CPUINFO", cpuinfo)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    runtime.cpu_flags.cache_clear()
+    yield runtime
+    runtime.cpu_flags.cache_clear()
+
+
+@pytest.mark.parametrize("variable, cap, kept", [
+    ("ONEDNN_MAX_CPU_ISA", "AVX2", {"avx2"}),
+    ("DNNL_MAX_CPU_ISA", "avx512_core_vnni", {"avx2", "avx512f", "avx512_vnni"}),
+    ("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16", {"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}),
+    ("ONEDNN_MAX_CPU_ISA", "ALL", None), ("ONEDNN_MAX_CPU_ISA", "no-such-isa", None)])
+def test_an_isa_cap_leaves_only_the_instruction_sets_it_allows(every_flag, monkeypatch, variable, cap, kept):
+    # Capped, PyTorch's and OpenVINO's oneDNN run the kernels of the lower level (on an AMX Xeon
+    # capped to AVX2, OpenVINO's int8 ENet runs jit_avx2_I8 convolutions): bf16 and int8 choices
+    # must follow the cap, not /proc/cpuinfo.
+    runtime = every_flag
+    monkeypatch.setenv(variable, cap)
+    flags = {name for name, on in runtime.cpu_flags().items() if on}
+    assert flags == (set(runtime.CPU_FLAGS) if kept is None else kept)
+    assert runtime.cpu_has_native_bf16() == ("avx512_bf16" in flags)
+
+
+def test_auto_chooses_under_a_cap_as_on_the_lower_cpu(every_flag, monkeypatch):
+    pytest.importorskip("openvino")
+    from rtseg.backends import choose
+
+    assert choose("stream", ready=lambda name: name == "openvino-int8").backend == "openvino-int8"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    every_flag.cpu_flags.cache_clear()
+    # No VNNI and no native bf16 under AVX2: OpenVINO float32, as on an AVX2-only CPU.
+    assert choose("stream", ready=lambda name: name == "openvino-int8").backend == "openvino"
 
 
 _FAULTS_SCRIPT = """

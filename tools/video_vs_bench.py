@@ -21,6 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rtseg.benchmarks.measure import machine_info  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +83,8 @@ def main() -> None:
     ratio = statistics.median(video_fps) / statistics.median(bench_fps)
     result = {"source": source_label, "weights": args.weights, "backend": backend, "threads": int(args.threads),
               "network_fps_median": round(statistics.median(bench_fps), 1),
-              "video_fps_median": round(statistics.median(video_fps), 1), "ratio": round(ratio, 3), "runs": runs}
+              "video_fps_median": round(statistics.median(video_fps), 1), "ratio": round(ratio, 3), "runs": runs,
+              "machine": machine_info()}
     print(f"video / network-only: {100 * ratio:.0f}%")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -104,7 +108,8 @@ def end_to_end(args, rtseg: list[str], source_label: str) -> None:
                 runs.append({"backend": b, "process_wall_s": round(wall, 2), "stdout": done.stdout.strip().splitlines()})
                 print(f"run {i + 1} {b}: {wall:.2f} s", flush=True)
     result = {"source": source_label, "weights": args.weights, "threads": int(args.threads),
-              "process_wall_s_median": {b: round(statistics.median(w), 2) for b, w in walls.items()}, "runs": runs}
+              "process_wall_s_median": {b: round(statistics.median(w), 2) for b, w in walls.items()}, "runs": runs,
+              "machine": machine_info()}
     if len(backends) == 2:
         a, b = backends
         result["ratio"] = round(statistics.median(walls[b]) / statistics.median(walls[a]), 3)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rtseg.errors import RtsegError
-from rtseg.runtime import cpu_flags
+from rtseg.runtime import ISA_CAP_VARIABLES, cpu_flags
 
 
 def reset_peak_rss() -> None:
@@ -66,6 +66,9 @@ def machine_info() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "isa": [name for name, on in cpu_flags().items() if on],
             "python": platform.python_version(), "torch": torch.__version__}
+    caps = {v: os.environ[v] for v in ISA_CAP_VARIABLES if os.environ.get(v)}
+    if caps:  # figures from a capped run are not this CPU's own: say so beside them
+        info["isa_cap"] = caps
     for package in _RUNTIME_PACKAGES:
         try:
             info[package] = __import__(package).__version__
