@@ -3,6 +3,11 @@ alternating runs (the machine drifts over minutes), same weights, backend and th
 
     python tools/video_vs_bench.py SOURCE [--backend B] [--repeats 3] [--threads 2] [--json OUT]
     python tools/video_vs_bench.py SOURCE --end-to-end auto,torch [--repeats 3] [--json OUT]
+    python tools/video_vs_bench.py FOLDER --as-video --loop 10 --end-to-end auto,torch
+
+Under an instruction-set cap (``ONEDNN_MAX_CPU_ISA=AVX2 OV_CPU_MAX_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``)
+the processes run, and auto chooses, as on a CPU with only those instructions; the results file's
+``machine`` names the cap.
 
 SOURCE: a video file or a folder of frames. Prints and writes each run and the ratio of the
 medians: video FPS overall / network-only FPS (1000 / bench median ms). ``--end-to-end A,B``
@@ -35,6 +40,8 @@ def main() -> None:
                                                        "picks here, and bench times the same one)")
     p.add_argument("--as-video", action="store_true",
                    help="SOURCE is a folder of frames: encode it to an MP4 (mp4v, 30 fps) first and time that")
+    p.add_argument("--loop", type=int, default=1, metavar="N",
+                   help="with --as-video: the frames N times over (a longer video: auto's choice depends on its length)")
     p.add_argument("--end-to-end", default=None, metavar="A,B",
                    help="time whole rtseg video processes with these backends, alternating")
     p.add_argument("--json", default=None, metavar="OUT")
@@ -51,11 +58,13 @@ def main() -> None:
         first = cv2.imread(str(files[0]))
         video = Path(tempfile.mkdtemp()) / "frames.mp4"
         vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (first.shape[1], first.shape[0]))
-        for f in files:
-            vw.write(cv2.imread(str(f)))
+        for _ in range(args.loop):
+            for f in files:
+                vw.write(cv2.imread(str(f)))
         vw.release()
-        print(f"{len(files)} frames of {args.source} -> {video}")
-        args.source, source_label = str(video), f"{args.source} as MP4 (mp4v)"
+        times = f" x{args.loop}" if args.loop > 1 else ""
+        print(f"{len(files)}{times} frames of {args.source} -> {video}")
+        args.source, source_label = str(video), f"{args.source}{times} ({len(files) * args.loop} frames) as MP4 (mp4v)"
     else:
         source_label = args.source
     rtseg = [sys.executable, "-m", "rtseg"]
