@@ -34,7 +34,7 @@ VERSION = 1
 
 #: Models shipped inside the package: name -> file under rtseg/shipped/ (its model card beside it, NAME.md).
 SHIPPED_WEIGHTS = {"edanet-camvid": "edanet_camvid.pt", "edanet-camvid-distilled": "edanet_camvid_distilled.pt",
-                   "enet-camvid": "enet_camvid.pt"}
+                   "enet-camvid": "enet_camvid.pt", "enet-camvid-distilled": "enet_camvid_distilled.pt"}
 DEFAULT_WEIGHTS = "enet-camvid"
 
 

@@ -10,7 +10,7 @@ from rtseg.zoo import inference_parameters
 def test_model_table_covers_every_model():
     rows = {r["model"]: r for r in rtseg.model_table()}
     assert sorted(rows) == rtseg.list_models()
-    assert rows["enet"]["shipped"] == ["enet-camvid"] and rows["enet"]["gflops_360x480"] == 2.62
+    assert rows["enet"]["shipped"] == ["enet-camvid", "enet-camvid-distilled"] and rows["enet"]["gflops_360x480"] == 2.62
     assert rows["edanet"]["shipped"] == ["edanet-camvid", "edanet-camvid-distilled"]
     for r in rows.values():
         assert r["params"] > 0 and r["gflops_1024x2048"] > r["gflops_360x480"] > 0

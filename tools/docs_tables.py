@@ -45,6 +45,7 @@ SHIPPED = {  # --weights name -> (network, paper, the shipped model with the sam
     "edanet-camvid": ("EDANet, pruned to width 0.75", "https://arxiv.org/abs/1809.06323", "edanet-camvid"),
     "edanet-camvid-distilled": ("EDANet as above, distilled from both", "https://arxiv.org/abs/1809.06323",
                                 "edanet-camvid"),
+    "enet-camvid-distilled": ("ENet, distilled from both", "https://arxiv.org/abs/1606.02147", "enet-camvid"),
 }
 
 

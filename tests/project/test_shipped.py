@@ -16,7 +16,8 @@ from rtseg.metrics import ConfusionMatrix
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "samples" / "camvid").glob("*.jpg"))
 #: Shipped name -> architecture. Adding a shipped model means adding it here and to its tests.
-SHIPPED = {"edanet-camvid": "edanet", "edanet-camvid-distilled": "edanet", "enet-camvid": "enet"}
+SHIPPED = {"edanet-camvid": "edanet", "edanet-camvid-distilled": "edanet", "enet-camvid": "enet",
+           "enet-camvid-distilled": "enet"}
 
 
 def test_the_shipped_models_are_listed():
