@@ -53,3 +53,46 @@ def test_openvino_class_runner_matches_the_class_map_of_its_logits_on_street_fra
     plain = Segmenter(loaded.model, loaded.classes, loaded.mean, loaded.std, loaded.input_size, "cpu",
                       backend="onnxruntime")
     assert plain.class_runner is None  # ONNX Runtime: the logits path
+
+
+_KERNELS_SCRIPT = """
+import glob, sys
+import openvino as ov
+graph = sorted(glob.glob(sys.argv[1] + "/*-openvino-int8.onnx"))[0]
+model = ov.Core().read_model(graph)
+model.reshape([1, 3, 360, 480])
+compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1})
+for op in compiled.get_runtime_model().get_ops():
+    info = op.get_rt_info()
+    if "primitiveType" in info:
+        print(info["primitiveType"].astype(str))
+"""
+
+
+def test_an_isa_cap_makes_openvino_run_the_lower_kernels(tmp_path):
+    # docs/video.md and docs/serving.md give AVX2 and AVX512-VNNI figures measured on an AMX Xeon
+    # under ONEDNN_MAX_CPU_ISA: they stand for those CPUs only if OpenVINO's oneDNN kernels obey it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("openvino")
+    from rtseg.runtime import cpu_flags
+
+    if not cpu_flags()["avx512f"]:
+        pytest.skip("a CPU without AVX-512 has nothing above AVX2 to cap")
+    graphs = Path(__file__).resolve().parents[2] / "rtseg" / "shipped" / "graphs"
+
+    def kernels(cap: str | None) -> set[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "OV_CPU_MAX_ISA")}
+        if cap:
+            env.update(ONEDNN_MAX_CPU_ISA=cap, OV_CPU_MAX_ISA=cap)
+        done = subprocess.run([sys.executable, "-c", _KERNELS_SCRIPT, str(graphs)], env=env, check=True,
+                              capture_output=True, text=True)
+        return set(done.stdout.split())
+
+    uncapped, capped = kernels(None), kernels("AVX2")
+    assert any("avx512" in k for k in uncapped)  # the convolutions use the CPU's best when free
+    assert not any("avx512" in k or "amx" in k for k in capped), capped
+    assert any("avx2" in k and k.endswith("_I8") for k in capped)  # int8 convolutions on AVX2 kernels
