@@ -46,7 +46,6 @@ def main() -> None:
                    help="time whole rtseg video processes with these backends, alternating")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from rtseg.benchmarks.measure import run_bench_process
 
     if args.as_video:
