@@ -120,9 +120,10 @@ def _with_teacher(cfg: TrainConfig, train_set, train_tf, dist_info: distributed.
     return DistillationDataset(train_set, maps, train_tf)
 
 
-def _to_new_classes(cfg: TrainConfig, init: dict, init_from, old: ClassTable, classes: ClassTable) -> nn.Module:
-    """``init``'s network for the dataset's classes (:func:`rtseg.models.transfer.transfer_to_classes`),
-    with one line saying what starts afresh."""
+def _transfer(cfg: TrainConfig, init: dict, init_from, old: ClassTable, classes: ClassTable,
+              grown: dict) -> tuple[nn.Module, list[str]]:
+    """``init``'s network for the dataset's classes and the builder arguments ``grown``
+    (:func:`rtseg.models.transfer.transfer_to_classes`), with one line saying what starts afresh."""
     from rtseg.models.transfer import transfer_to_classes
 
     class_map = {}
@@ -136,24 +137,40 @@ def _to_new_classes(cfg: TrainConfig, init: dict, init_from, old: ClassTable, cl
             raise ConfigError(f"model.init_class_map: {unknown} are not classes of {init_from} "
                               f"({', '.join(old.names)})")
         class_map[classes.names.index(new)] = [old.names.index(s) for s in sources]
-    model, fresh = transfer_to_classes(init, classes.num_classes, class_map)
+    same_classes = old.names == classes.names
+    try:
+        model, fresh = transfer_to_classes(init, classes.num_classes,
+                                           {i: [i] for i in range(old.num_classes)} if same_classes else class_map,
+                                           grown)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model.args: {e}") from None
+    if same_classes:
+        args = ", ".join(f"{k}={v}" for k, v in grown.items())
+        print_line(f"--init-from {init_from}: model.args {args} grow the network; initialised afresh: "
+                   f"{', '.join(fresh)}; every other tensor carried over")
+        return model, fresh
     mapped = f", {len(class_map)} of them from old classes (model.init_class_map)" if class_map else ""
     print_line(f"--init-from {init_from}: {old.num_classes} classes -> {classes.num_classes}{mapped}; "
                f"initialised afresh{' but for the mapped classes' if class_map else ''}: "
                f"{', '.join(fresh) or 'nothing'}; every other tensor carried over")
-    return model
+    return model, fresh
 
 
-def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tuple[nn.Module, ModelSpec]:
-    """The network (on the CPU, in training layout) and how a checkpoint rebuilds it."""
+def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tuple[nn.Module, ModelSpec, list[str]]:
+    """The network (on the CPU, in training layout), how a checkpoint rebuilds it, and the
+    names of its tensors that ``init_from`` did not carry over (empty without it)."""
+    from rtseg.models.transfer import grown_args
+
     if init_from is not None:
         init = load_checkpoint(init_from)
         old = ClassTable.from_dict(init["classes"])
-        if old.names != classes.names:
-            model = _to_new_classes(cfg, init, init_from, old, classes)
+        grown = grown_args(init, cfg.model.args) if cfg.model.name == init["model"]["name"] else {}
+        fresh = []
+        if old.names != classes.names or grown:
+            model, fresh = _transfer(cfg, init, init_from, old, classes, grown)
         else:
             model = model_from_checkpoint(init)
-        spec = ModelSpec(init["model"]["name"], init["model"].get("args", {}), classes, IMAGENET_MEAN,
+        spec = ModelSpec(init["model"]["name"], {**init["model"].get("args", {}), **grown}, classes, IMAGENET_MEAN,
                          IMAGENET_STD, pruned=bool(init["model"].get("pruned")))
     else:
         try:
@@ -161,11 +178,12 @@ def build_model(cfg: TrainConfig, classes, init_from: str | Path | None) -> tupl
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model: {e}") from None
         spec = ModelSpec(cfg.model.name, cfg.model.args, classes, IMAGENET_MEAN, IMAGENET_STD)
+        fresh = []
     if cfg.run.grad_checkpoint:
         if not hasattr(model, "set_grad_checkpointing"):
             raise ConfigError(f"run.grad_checkpoint: model {spec.name!r} does not support it")
         model.set_grad_checkpointing(True)
-    return model, spec
+    return model, spec, fresh
 
 
 def training_channels_last(cfg: TrainConfig, model: nn.Module, device: torch.device) -> bool:
@@ -398,12 +416,12 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
         init_from = resume_path  # a pruned network's layers are smaller than the recipe builds: its own checkpoint rebuilds them
     seed_everything(cfg.run.seed)  # the same everywhere: every process builds the same network
     loaders = build_loaders(cfg, dist_info, device)
-    model, spec = build_model(cfg, loaders.classes, init_from)
+    model, spec, fresh = build_model(cfg, loaders.classes, init_from)
     channels_last = training_channels_last(cfg, model, device)
     model, net = _wrap_for_training(cfg, model, device, dist_info, channels_last)
     loss_fn = build_loss(cfg, device)
     state = build_state(cfg, model, spec, device, len(loaders.train))
-    carried = _carried_parameters(cfg, model, spec)
+    carried = _carried_parameters(cfg, model, spec, fresh)
     if resume_path is not None:
         state.restore(resume_path, cfg.run.seed)
     spec.config, spec.input_size = cfg.to_dict(), loaders.input_size
@@ -449,9 +467,10 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
             "best_epoch": c["best_epoch"], "stopped_early": stopped_early, "world_size": dist_info.world_size}
 
 
-def _carried_parameters(cfg: TrainConfig, model: nn.Module, spec: ModelSpec) -> list:
+def _carried_parameters(cfg: TrainConfig, model: nn.Module, spec: ModelSpec, fresh: list[str]) -> list:
     """The parameters ``run.freeze_epochs`` holds still: those carried over by ``--init-from``
-    (all but the class-dependent ones, which start afresh on new classes)."""
+    (all but the class-dependent ones, which start afresh on new classes, and the layers
+    ``fresh`` that model.args grew)."""
     if cfg.run.freeze_epochs < 0:
         raise ConfigError(f"run.freeze_epochs: expected 0 or more, got {cfg.run.freeze_epochs}")
     if not cfg.run.freeze_epochs:
@@ -460,8 +479,8 @@ def _carried_parameters(cfg: TrainConfig, model: nn.Module, spec: ModelSpec) -> 
     from rtseg.models.transfer import class_dependent
 
     args = {k: v for k, v in spec.args.items() if k not in INIT_ONLY_ARGS}
-    fresh = class_dependent(spec.name, spec.classes.num_classes, args)
-    return [p for name, p in model.named_parameters() if name not in fresh]
+    afresh = set(class_dependent(spec.name, spec.classes.num_classes, args)) | set(fresh)
+    return [p for name, p in model.named_parameters() if name not in afresh]
 
 
 def _log_epoch(writer, run_dir: Path, record: dict, metrics: dict | None, samples: list, classes) -> None:

@@ -210,3 +210,31 @@ def test_fine_tune_a_camvid_network_on_five_new_classes_with_a_frozen_encoder(tm
         fit(bad, init_from=str(src))
     with pytest.raises(ConfigError, match="run.freeze_epochs and model.init_class_map act on .* give --init-from"):
         fit(load_config(REPO / "configs" / "enet_camvid.yaml", [*common, f"run.out_dir={tmp_path / 'x'}"]))
+
+
+def test_init_from_with_model_args_grows_a_pruned_network_and_resumes(few_camvid, tmp_path, capsys):
+    from rtseg.checkpoint import make_checkpoint, save_checkpoint
+    from rtseg.datasets.camvid import CLASSES as CAMVID_CLASSES
+    from rtseg.models import create_model
+
+    torch.manual_seed(0)
+    src = tmp_path / "edanet.pt"
+    save_checkpoint(make_checkpoint(create_model("edanet", num_classes=11).eval(), "edanet", {}, CAMVID_CLASSES,
+                                    (0.5,) * 3, (0.2,) * 3), src)
+    rtseg.prune(src, 0.25, tmp_path / "pruned.pt", size=(64, 96), log=lambda m: None)
+    common = ["model.name=edanet", "model.args={refine: 8}", "run.freeze_epochs=1", "run.compile=false",
+              "run.ema=false", "run.image_summaries=0"]
+    fit(_cfg(few_camvid, tmp_path / "run", *common, "schedule.epochs=1"), init_from=tmp_path / "pruned.pt")
+    said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("--init-from")]
+    assert len(said) == 1 and "model.args refine=8 grow the network; initialised afresh: refine.reduce.0.weight" in said[0]
+    start = load_checkpoint(tmp_path / "pruned.pt")["state_dict"]
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["model"]["args"] == {"refine": 8} and last["model"]["pruned"]
+    moved = {k for k, v in last["state_dict"].items() if v.dtype.is_floating_point and "running" not in k
+             and (k not in start or not torch.equal(v, start[k]))}
+    assert moved and all(k.startswith(("refine.", "classifier.")) for k in moved)  # epoch 1: the new layers learn
+    assert "refine.classify.weight" in moved
+    fit(_cfg(few_camvid, tmp_path / "run", *common, "schedule.epochs=2"), resume=True)
+    again = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert again["train_state"]["epoch"] == 2 and again["model"]["args"] == {"refine": 8}
+    assert rtseg.evaluate(tmp_path / "run" / "last.pt", "camvid", data_root=few_camvid)["num_images"] == 2

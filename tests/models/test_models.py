@@ -9,19 +9,23 @@ import torch
 from rtseg import create_model, list_models
 from rtseg.engine.losses import SegmentationLoss
 
+#: Every registered model, and the builder options that change its layers.
+VARIANTS = [(name, {}) for name in list_models()] + [("edanet", {"refine": 8})]
+IDS = [name + "".join(f"-{k}{v}" for k, v in args.items()) for name, args in VARIANTS]
 
-@pytest.mark.parametrize("name", list_models())
+
+@pytest.mark.parametrize("name, args", VARIANTS, ids=IDS)
 @pytest.mark.parametrize("size", [(64, 96), (45, 61)])  # a multiple of 8 and an odd size
-def test_eval_returns_logits_at_input_size(name, size):
-    model = create_model(name, num_classes=5).eval()
+def test_eval_returns_logits_at_input_size(name, args, size):
+    model = create_model(name, num_classes=5, **args).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, *size))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 5, *size)
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_training_returns_dict_and_backpropagates(name):
-    model = create_model(name, num_classes=4).train()
+@pytest.mark.parametrize("name, args", VARIANTS, ids=IDS)
+def test_training_returns_dict_and_backpropagates(name, args):
+    model = create_model(name, num_classes=4, **args).train()
     out = model(torch.randn(2, 3, 48, 64))
     assert isinstance(out, dict) and out["out"].shape[:2] == (2, 4)
     # "out" is at the input size, except for cascades (ICNet: 1/4) whose loss resizes the labels.

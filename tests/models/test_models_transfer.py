@@ -50,3 +50,33 @@ def test_a_pruned_network_keeps_its_shapes_with_the_new_classifier(tmp_path):
         if key not in fresh:
             assert torch.equal(state[key], t), key
     assert fresh and model(torch.randn(1, 3, 24, 32)).shape == (1, 3, 24, 32)
+
+
+@pytest.mark.parametrize("pruned", [False, True], ids=["edanet", "pruned-edanet"])
+def test_grown_layers_start_afresh_and_the_network_computes_what_it_did(tmp_path, pruned):
+    from rtseg.checkpoint import make_checkpoint, save_checkpoint
+    from rtseg.compress import prune
+    from rtseg.datasets.classes import ClassTable
+    from rtseg.models import create_model
+    from rtseg.models.transfer import grown_args
+
+    torch.manual_seed(0)
+    classes = ClassTable(tuple(f"c{i}" for i in range(5)), tuple((i, i, i) for i in range(5)))
+    ckpt = make_checkpoint(create_model("edanet", num_classes=5).eval(), "edanet", {}, classes, (0.5,) * 3, (0.2,) * 3)
+    if pruned:
+        save_checkpoint(ckpt, tmp_path / "edanet.pt")
+        prune(str(tmp_path / "edanet.pt"), 0.25, tmp_path / "pruned.pt", size=(32, 48), log=lambda m: None)
+        ckpt = load_checkpoint(tmp_path / "pruned.pt")
+    assert grown_args(ckpt, {"refine": 0, "growth": 40}) == {}  # the builder's defaults change nothing
+    grown = grown_args(ckpt, {"refine": 8})
+    assert grown == {"refine": 8}
+    before, _ = transfer_to_classes(ckpt, 5, {i: [i] for i in range(5)})
+    model, fresh = transfer_to_classes(ckpt, 5, {i: [i] for i in range(5)}, grown)
+    assert fresh and all(k.startswith("refine.") for k in fresh)
+    assert {k for k in model.state_dict() if not k.startswith("refine.")} == set(ckpt["state_dict"])
+    x = torch.randn(2, 3, 37, 50)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), before.eval()(x))  # the refinement adds zero until it learns
+        model.refine.classify.weight.normal_()
+        assert not torch.allclose(model(x), before(x))  # ... and is in the forward pass
+    assert model.refine.reduce[0].in_channels == (195 if pruned else 260)  # the (pruned) 1/4 features
