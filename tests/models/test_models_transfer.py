@@ -76,7 +76,10 @@ def test_grown_layers_start_afresh_and_the_network_computes_what_it_did(tmp_path
     assert {k for k in model.state_dict() if not k.startswith("refine.")} == set(ckpt["state_dict"])
     x = torch.randn(2, 3, 37, 50)
     with torch.no_grad():
-        assert torch.equal(model.eval()(x), before.eval()(x))  # the refinement adds zero until it learns
+        zero = model.eval().refine(torch.randn(2, model.refine.reduce[0].in_channels, 5, 7))
+        assert torch.equal(zero, torch.zeros_like(zero))  # the refinement adds nothing until it learns
+        start = model(x).argmax(1) == before.eval()(x).argmax(1)
+        assert start.float().mean() > 0.9  # the network W was, but for x2 then x4 instead of x8
         model.refine.classify.weight.normal_()
-        assert not torch.allclose(model(x), before(x))  # ... and is in the forward pass
+        assert not torch.allclose(model(x), before(x))  # ... and it is in the forward pass
     assert model.refine.reduce[0].in_channels == (195 if pruned else 260)  # the (pruned) 1/4 features
