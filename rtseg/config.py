@@ -107,6 +107,9 @@ class LossConfig:
     distill_teachers: list[str] = field(default_factory=list)
     distill_weight: float = 1.0
     distill_temperature: float = 1.0
+    #: pixel: the KL of each pixel's class probabilities (Hinton's, per pixel); channel: the KL of
+    #: each class's map over the pixels (Shu et al., ICCV 2021; rtseg.engine.distill).
+    distill_kind: Literal["pixel", "channel"] = "pixel"
     distill_tta: Literal["none", "flip"] = "flip"
     distill_size: list[int] | None = None
 

@@ -13,6 +13,10 @@ At each step the stored map travels with the label through the same random scale
 flip (:mod:`rtseg.datasets.transforms`), and the loss adds ``distill_weight * T^2 *
 KL(teacher_T || student_T)`` per pixel (:func:`distillation_kl`). A student step therefore
 costs what it costs without a teacher, plus the KL (about 5% for EDANet at 360x480).
+
+``loss.distill_kind: channel`` compares each class's map over the frame instead
+(:func:`channel_distillation_kl`; Shu et al., "Channel-wise Knowledge Distillation for Dense
+Prediction", ICCV 2021): where in the frame a class is, rather than which class a pixel is.
 """
 
 from __future__ import annotations
@@ -161,3 +165,27 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     s = student.float().div(temperature).log_softmax(1)
     kl = (t.exp() * (t - s)).sum(1)  # (N, H, W)
     return temperature ** 2 * kl[valid].mean()
+
+
+#: Stands in for the log-probability of a pixel without a teacher's value: exp() is 0 in float32,
+#: and unlike -inf it keeps a frame with no valid pixel finite (a uniform map, KL 0).
+_NO_PIXEL = -1e4
+
+
+def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Channel-wise ``T^2 * KL(softmax_HW(t_c / T) || softmax_HW(s_c / T))``, averaged over the
+    images and classes: each class's (log-probability) map, softened by T, as a distribution over
+    the pixels where the teacher has a value (NaN marks padding).
+
+    student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized when they
+    differ). The student's logits become log-probabilities too, so both maps carry the same
+    per-pixel normalisation (the teacher, an average of networks' probabilities, has no logits)."""
+    teacher = teacher.float()
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+    invalid = ~torch.isfinite(teacher[:, :1]).flatten(2)  # (N, 1, HW)
+    t = torch.nan_to_num(teacher, nan=0.0).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
+    s = student.float().log_softmax(1).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
+    t, s = t.log_softmax(2), s.log_softmax(2)  # (N, C, HW): each class's map over the pixels
+    kl = (t.exp() * (t - s)).masked_fill(invalid, 0.0).sum(2)  # (N, C)
+    return temperature ** 2 * kl.mean()

@@ -81,15 +81,17 @@ class SegmentationLoss(nn.Module):
         boundary_weight, boundary_ce_weight: PIDNet's 20 and 1.
         ohem_min_kept, ohem_thresh: hard-pixel mining of every cross-entropy term (see
             :func:`ohem_cross_entropy`); ``ohem_min_kept=0`` averages over all pixels.
-        distill_weight, distill_temperature: with a teacher's map passed to ``forward``, add
-            ``distill_weight * T^2 * KL(teacher_T || out_T)`` per pixel
-            (:func:`rtseg.engine.distill.distillation_kl`).
+        distill_weight, distill_temperature, distill_kind: with a teacher's map passed to
+            ``forward``, add ``distill_weight * T^2 * KL(teacher_T || out_T)`` per pixel
+            (``pixel``: :func:`rtseg.engine.distill.distillation_kl`) or per class over the
+            pixels (``channel``: :func:`rtseg.engine.distill.channel_distillation_kl`).
     """
 
     def __init__(self, class_weight: torch.Tensor | None = None, aux_weights: list[float] | tuple = (),
                  ignore_index: int = IGNORE_INDEX, boundary_weight: float = 20.0,
                  boundary_ce_weight: float = 1.0, ohem_min_kept: int = 0, ohem_thresh: float = 0.7,
-                 distill_weight: float = 0.0, distill_temperature: float = 1.0) -> None:
+                 distill_weight: float = 0.0, distill_temperature: float = 1.0,
+                 distill_kind: str = "pixel") -> None:
         super().__init__()
         self.register_buffer("class_weight", class_weight, persistent=False)
         self.aux_weights = list(aux_weights)
@@ -100,6 +102,9 @@ class SegmentationLoss(nn.Module):
         self.ohem_thresh = ohem_thresh
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
+        if distill_kind not in ("pixel", "channel"):
+            raise ValueError(f"distill_kind: expected pixel or channel, got {distill_kind!r}")
+        self.distill_kind = distill_kind
 
     def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = resize_labels(target, tuple(logits.shape[-2:]))
@@ -135,7 +140,8 @@ class SegmentationLoss(nn.Module):
             if self.boundary_ce_weight and bool((edge_labels != self.ignore_index).any()):
                 loss = loss + self.boundary_ce_weight * self._ce(logits, edge_labels)
         if teacher is not None and self.distill_weight:
-            from rtseg.engine.distill import distillation_kl
+            from rtseg.engine.distill import channel_distillation_kl, distillation_kl
 
-            loss = loss + self.distill_weight * distillation_kl(logits, teacher, self.distill_temperature)
+            kl = channel_distillation_kl if self.distill_kind == "channel" else distillation_kl
+            loss = loss + self.distill_weight * kl(logits, teacher, self.distill_temperature)
         return loss

@@ -247,7 +247,8 @@ def build_loss(cfg: TrainConfig, device: torch.device) -> SegmentationLoss:
                             boundary_ce_weight=loss.boundary_ce_weight, ohem_min_kept=loss.ohem_min_kept,
                             ohem_thresh=loss.ohem_thresh,
                             distill_weight=loss.distill_weight if loss.distill_teachers else 0.0,
-                            distill_temperature=loss.distill_temperature).to(device)
+                            distill_temperature=loss.distill_temperature,
+                            distill_kind=loss.distill_kind).to(device)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

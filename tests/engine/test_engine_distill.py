@@ -1,5 +1,5 @@
-"""rtseg.engine.distill: the distillation term (KL, temperature), the ensemble teacher and its cache,
-and training with a teacher (resume exact)."""
+"""rtseg.engine.distill: the distillation terms (pixel-wise and channel-wise KL, temperature), the
+ensemble teacher and its cache, and training with a teacher (resume exact)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import write_enet_ckpt
 from rtseg.config import load_config
 from rtseg.datasets import build_dataset
-from rtseg.engine.distill import Teacher, distillation_kl, teacher_targets
+from rtseg.engine.distill import Teacher, channel_distillation_kl, distillation_kl, teacher_targets
 from rtseg.engine.train import fit
 from rtseg.errors import ConfigError
 
@@ -79,6 +79,35 @@ def _cfg(root: Path, out: Path, *extra: str):
         "loss.class_weights=none", *extra])
 
 
+def test_channel_wise_kl_compares_each_class_map_over_the_pixels_and_skips_nan_pixels():
+    torch.manual_seed(2)
+    student = torch.randn(2, 5, 6, 7)
+    teacher = student.log_softmax(1)
+    assert float(channel_distillation_kl(student, teacher)) == pytest.approx(0.0, abs=1e-6)
+    # Its definition at T = 2: each class's log-probability map over the 42 pixels, softened.
+    other = torch.randn(2, 5, 6, 7).log_softmax(1)
+    t = (other / 2).flatten(2).log_softmax(2)
+    s = (student.log_softmax(1) / 2).flatten(2).log_softmax(2)
+    expected = 4 * (t.exp() * (t - s)).sum(2).mean()
+    assert float(channel_distillation_kl(student, other, 2.0)) == pytest.approx(float(expected), rel=1e-5)
+    # Not the pixel-wise term: moving a class's mass elsewhere in the frame changes it, while
+    # every pixel keeps its own distribution over classes (a shifted copy of the same maps).
+    shifted = other.roll(3, dims=-1)
+    assert float(distillation_kl(other.roll(3, dims=-1), shifted)) == pytest.approx(0.0, abs=1e-6)
+    assert float(channel_distillation_kl(other, shifted)) > 0.01
+    # NaN marks padding: those pixels drop out; a frame without any valid pixel adds nothing.
+    padded = other.clone()
+    padded[:, :, :, 4:] = float("nan")
+    changed = student.clone()
+    changed[:, :, :, 4:] += 10 * torch.randn(2, 5, 6, 3)
+    a, b = channel_distillation_kl(student, padded), channel_distillation_kl(changed, padded)
+    assert torch.isfinite(a) and float(a) > 0.01 and float(a) == pytest.approx(float(b), rel=1e-5)
+    student.requires_grad_(True)
+    none = channel_distillation_kl(student, torch.full_like(other, float("nan")))
+    none.backward()
+    assert float(none.detach()) == 0.0 and torch.isfinite(student.grad).all()
+
+
 def test_distilled_training_resumes_exactly(tiny_camvid, tmp_path):
     teacher = write_enet_ckpt(tmp_path / "teacher.pt", bn_statistics=True)
     common = ("schedule.name=step", "schedule.step_epochs=1", "schedule.gamma=0.5",
@@ -95,3 +124,8 @@ def test_distilled_training_resumes_exactly(tiny_camvid, tmp_path):
     fit(_cfg(tiny_camvid, tmp_path / "plain", "schedule.epochs=2", *common[:3]))
     c = torch.load(tmp_path / "plain" / "last.pt", weights_only=True)
     assert any(not torch.equal(v, c["state_dict"][k]) for k, v in a["state_dict"].items())
+    # The channel-wise term is a recipe key too, and learns otherwise.
+    fit(_cfg(tiny_camvid, tmp_path / "channel", "schedule.epochs=2", *common, "loss.distill_kind=channel"))
+    d = torch.load(tmp_path / "channel" / "last.pt", weights_only=True)
+    assert d["config"]["loss"]["distill_kind"] == "channel"
+    assert any(not torch.equal(v, d["state_dict"][k]) for k, v in a["state_dict"].items())
