@@ -8,6 +8,11 @@
 ``--resume`` needs), ``metrics.jsonl`` and ``config.yaml`` into ``bench/campaign/NAME/`` (the run
 folders under ``runs/`` are git-ignored) and draws ``curve.png``: the training loss and the val
 mIoU (for the campaign's recipes, the held-out sequence) per epoch. ``restore`` copies them back.
+
+    python tools/campaign.py compare runs/A edanet_camvid_distill4_heldout    # A's scores beside another's
+
+``compare`` writes a run's held-out series with other runs' at the same epochs in brackets, as the
+tables of bench/campaign/README.md give them (``5: 46.5 (47.2)``).
 """
 
 from __future__ import annotations
@@ -78,13 +83,38 @@ def restore(name: str) -> Path:
     return dest
 
 
+def _scores(where: str) -> dict[int, float]:
+    """{epoch: val mIoU in %} of a run folder, a metrics.jsonl or a saved campaign's name."""
+    path = Path(where)
+    path = path if path.suffix == ".jsonl" else path / "metrics.jsonl" if path.is_dir() else STORE / where / "metrics.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"campaign compare: no metrics.jsonl at {path}")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["epoch"]: 100 * r["val_miou"] for r in rows if "val_miou" in r}
+
+
+def compare(run: str, others: list[str]) -> str:
+    mine, theirs = _scores(run), [_scores(o) for o in others]
+    parts = []
+    for epoch, score in mine.items():
+        known = [f"{t[epoch]:.1f}" if epoch in t else "-" for t in theirs]
+        parts.append(f"{epoch}: {score:.1f}" + (f" ({' / '.join(known)})" if known else ""))
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("save", help="copy a run's resume state into bench/campaign/").add_argument("run_dir", type=Path)
     sub.add_parser("restore", help="copy a saved campaign back into runs/").add_argument("name")
+    c = sub.add_parser("compare", help="a run's held-out series beside others' at the same epochs")
+    c.add_argument("run", help="run folder, metrics.jsonl or saved campaign name")
+    c.add_argument("others", nargs="*", help="the runs to put in brackets (the same forms)")
     args = parser.parse_args()
-    print(save(args.run_dir) if args.command == "save" else restore(args.name))
+    if args.command == "compare":
+        print(compare(args.run, args.others))
+    else:
+        print(save(args.run_dir) if args.command == "save" else restore(args.name))
 
 
 if __name__ == "__main__":
