@@ -182,3 +182,31 @@ def test_every_results_file_a_page_cites_exists():
             if "*" not in path and not written_by_a_command and not (ROOT / path).exists():
                 missing.append(f"{page.relative_to(ROOT)}: {path}")
     assert not missing, "\n".join(missing)
+
+
+#: Tables of bench/campaign/README.md (by their header row) and the saved run whose held-out
+#: scores their last column gives ("5: 47.2 (46.1 / 45.8), ...": the bracketed runs are others').
+CAMPAIGN_TABLES = {
+    "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (weight 1 / B1 at the same epoch) |":
+        "edanet_camvid_distill4_heldout",
+    "| session | CPU | epochs reached (of 200) | s/epoch | held-out 0006R0 mIoU (the 60-epoch run at the same epoch) |":
+        "edanet_camvid_distill4_e200_heldout",
+}
+
+
+def test_the_campaign_tables_are_their_metrics_files():
+    import json
+    import re
+
+    text = (ROOT / "bench" / "campaign" / "README.md").read_text(encoding="utf-8")
+    for header, run in CAMPAIGN_TABLES.items():
+        assert header in text, header
+        rows = text.split(header, 1)[1].split("\n\n", 1)[0].splitlines()[2:]  # after the |---| line
+        metrics = ROOT / "bench" / "campaign" / run / "metrics.jsonl"
+        scores = {r["epoch"]: 100 * r["val_miou"] for r in map(json.loads, metrics.read_text().splitlines())
+                  if "val_miou" in r}
+        said = [(int(e), float(s)) for row in rows for e, s in re.findall(r"(\d+): \**(\d+\.\d)",
+                                                                           re.sub(r"\([^)]*\)", "", row.split("|")[-2]))]
+        assert said, run
+        wrong = [(e, s, round(scores.get(e, float("nan")), 2)) for e, s in said if not abs(scores.get(e, -1) - s) <= 0.05]
+        assert not wrong, (run, wrong)
