@@ -148,6 +148,11 @@ class DistillationDataset(Dataset):
         return self.transform(img_t, lbl_t, self.soft[index])
 
 
+#: Stands in for a log-probability of -inf, or of a pixel without a teacher's value: exp() is 0 in float32,
+#: and unlike -inf it keeps a frame with no valid pixel finite (a uniform map, KL 0).
+_NO_PIXEL = -1e4
+
+
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Pixel-wise ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the pixels where
     the teacher has a value (NaN marks padding).
@@ -158,18 +163,15 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     teacher = teacher.float()
     if teacher.shape[-2:] != student.shape[-2:]:
         teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
-    valid = torch.isfinite(teacher[:, 0])  # (N, H, W)
+    valid = ~torch.isnan(teacher[:, 0])  # (N, H, W)
     if not bool(valid.any()):
         return student.sum() * 0.0
-    t = torch.nan_to_num(teacher, nan=0.0).div(temperature).log_softmax(1)
+    # A float16 log-probability can be -inf (a probability below 6e-8): finite, it stays 0 after
+    # exp() and never meets 0 * inf.
+    t = torch.nan_to_num(teacher, nan=0.0, neginf=_NO_PIXEL).div(temperature).log_softmax(1)
     s = student.float().div(temperature).log_softmax(1)
     kl = (t.exp() * (t - s)).sum(1)  # (N, H, W)
     return temperature ** 2 * kl[valid].mean()
-
-
-#: Stands in for the log-probability of a pixel without a teacher's value: exp() is 0 in float32,
-#: and unlike -inf it keeps a frame with no valid pixel finite (a uniform map, KL 0).
-_NO_PIXEL = -1e4
 
 
 def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -183,8 +185,8 @@ def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temper
     teacher = teacher.float()
     if teacher.shape[-2:] != student.shape[-2:]:
         teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
-    invalid = ~torch.isfinite(teacher[:, :1]).flatten(2)  # (N, 1, HW)
-    t = torch.nan_to_num(teacher, nan=0.0).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
+    invalid = torch.isnan(teacher[:, :1]).flatten(2)  # (N, 1, HW)
+    t = torch.nan_to_num(teacher, nan=0.0, neginf=_NO_PIXEL).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
     s = student.float().log_softmax(1).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
     t, s = t.log_softmax(2), s.log_softmax(2)  # (N, C, HW): each class's map over the pixels
     kl = (t.exp() * (t - s)).masked_fill(invalid, 0.0).sum(2)  # (N, C)

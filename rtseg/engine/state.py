@@ -81,6 +81,9 @@ class TrainingState:
     iters_per_epoch: int
     counters: dict = field(default_factory=lambda: {"epoch": 0, "best_miou": -1.0, "best_epoch": -1,
                                                     "epochs_since_best": 0})
+    #: Tensors --init-from did not carry over (layers model.args grew): run.freeze_epochs lets
+    #: them learn, after a resume too.
+    afresh: list = field(default_factory=list)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -108,7 +111,8 @@ class TrainingState:
                        "scheduler": self.iter_sched.state_dict() if self.iter_sched else None,
                        "plateau": self.plateau.state_dict() if self.plateau else None,
                        "scaler": self.scaler.state_dict() if self.scaler else None, "rng": rngs[0],
-                       "world_size": info.world_size, "iters_per_epoch": self.iters_per_epoch}
+                       "world_size": info.world_size, "iters_per_epoch": self.iters_per_epoch,
+                       "afresh": list(self.afresh)}
         if info.enabled:
             train_state["rng_per_rank"] = rngs
         if self.ema is not None:
@@ -134,6 +138,7 @@ class TrainingState:
         if self.scaler is not None and ts.get("scaler"):
             self.scaler.load_state_dict(ts["scaler"])
         self.counters = {k: ts[k] for k in self.counters}
+        self.afresh = list(ts.get("afresh", []))
         self._restore_rng(ts, seed)
         if self.iter_sched is not None and ts.get("iters_per_epoch", self.iters_per_epoch) != self.iters_per_epoch:
             # The per-iteration schedule counts this run's iterations from here on.

@@ -146,8 +146,10 @@ def _transfer(cfg: TrainConfig, init: dict, init_from, old: ClassTable, classes:
         raise ConfigError(f"model.args: {e}") from None
     if same_classes:
         args = ", ".join(f"{k}={v}" for k, v in grown.items())
-        print_line(f"--init-from {init_from}: model.args {args} grow the network; initialised afresh: "
-                   f"{', '.join(fresh)}; every other tensor carried over")
+        dropped = sorted(set(init["state_dict"]) - set(model.state_dict()))
+        print_line(f"--init-from {init_from}: model.args {args} change the network; initialised afresh: "
+                   f"{', '.join(fresh) or 'nothing'}; {'left out: ' + ', '.join(dropped) + '; ' if dropped else ''}"
+                   "every other tensor carried over")
         return model, fresh
     mapped = f", {len(class_map)} of them from old classes (model.init_class_map)" if class_map else ""
     print_line(f"--init-from {init_from}: {old.num_classes} classes -> {classes.num_classes}{mapped}; "
@@ -422,9 +424,10 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     model, net = _wrap_for_training(cfg, model, device, dist_info, channels_last)
     loss_fn = build_loss(cfg, device)
     state = build_state(cfg, model, spec, device, len(loaders.train))
-    carried = _carried_parameters(cfg, model, spec, fresh)
+    state.afresh = fresh
     if resume_path is not None:
         state.restore(resume_path, cfg.run.seed)
+    carried = _carried_parameters(cfg, model, spec, state.afresh)
     spec.config, spec.input_size = cfg.to_dict(), loaders.input_size
     if dist_info.is_main:
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(spec.config, sort_keys=False))

@@ -79,7 +79,8 @@ class Refine(nn.Module):
         self.classify = nn.Conv2d(channels, num_classes, 3, padding=1)  # (N, C, H/4, W/4)
 
     def zero_init(self) -> None:
-        """The refinement adds nothing until it learns: a grown network starts as its source."""
+        """The refinement adds nothing until it learns: a grown network starts as its source,
+        but for the upsampling (x2 then x4 instead of x8)."""
         nn.init.zeros_(self.classify.weight)
         nn.init.zeros_(self.classify.bias)
 

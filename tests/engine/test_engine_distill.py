@@ -108,6 +108,15 @@ def test_channel_wise_kl_compares_each_class_map_over_the_pixels_and_skips_nan_p
     assert float(none.detach()) == 0.0 and torch.isfinite(student.grad).all()
 
 
+@pytest.mark.parametrize("kl", [distillation_kl, channel_distillation_kl])
+def test_a_minus_infinite_teacher_value_stays_finite_at_any_temperature(kl):
+    torch.manual_seed(3)
+    student, teacher = torch.randn(1, 4, 5, 6), torch.randn(1, 4, 5, 6).log_softmax(1)
+    teacher[0, 1, 2, :] = float("-inf")  # a float16 log-probability of a probability below 6e-8
+    for temperature in (0.5, 1.0, 4.0):
+        assert torch.isfinite(kl(student, teacher, temperature)), temperature
+
+
 def test_distilled_training_resumes_exactly(tiny_camvid, tmp_path):
     teacher = write_enet_ckpt(tmp_path / "teacher.pt", bn_statistics=True)
     common = ("schedule.name=step", "schedule.step_epochs=1", "schedule.gamma=0.5",

@@ -222,11 +222,11 @@ def test_init_from_with_model_args_grows_a_pruned_network_and_resumes(few_camvid
     save_checkpoint(make_checkpoint(create_model("edanet", num_classes=11).eval(), "edanet", {}, CAMVID_CLASSES,
                                     (0.5,) * 3, (0.2,) * 3), src)
     rtseg.prune(src, 0.25, tmp_path / "pruned.pt", size=(64, 96), log=lambda m: None)
-    common = ["model.name=edanet", "model.args={refine: 8}", "run.freeze_epochs=1", "run.compile=false",
+    common = ["model.name=edanet", "model.args={refine: 8}", "run.freeze_epochs=2", "run.compile=false",
               "run.ema=false", "run.image_summaries=0"]
     fit(_cfg(few_camvid, tmp_path / "run", *common, "schedule.epochs=1"), init_from=tmp_path / "pruned.pt")
     said = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("--init-from")]
-    assert len(said) == 1 and "model.args refine=8 grow the network; initialised afresh: refine.reduce.0.weight" in said[0]
+    assert len(said) == 1 and "model.args refine=8 change the network; initialised afresh: refine.reduce.0.weight" in said[0]
     start = load_checkpoint(tmp_path / "pruned.pt")["state_dict"]
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["model"]["args"] == {"refine": 8} and last["model"]["pruned"]
@@ -234,7 +234,11 @@ def test_init_from_with_model_args_grows_a_pruned_network_and_resumes(few_camvid
              and (k not in start or not torch.equal(v, start[k]))}
     assert moved and all(k.startswith(("refine.", "classifier.")) for k in moved)  # epoch 1: the new layers learn
     assert "refine.classify.weight" in moved
+    # Resumed inside run.freeze_epochs, the grown layers still learn and the carried ones wait.
     fit(_cfg(few_camvid, tmp_path / "run", *common, "schedule.epochs=2"), resume=True)
     again = load_checkpoint(tmp_path / "run" / "last.pt")
     assert again["train_state"]["epoch"] == 2 and again["model"]["args"] == {"refine": 8}
+    assert not torch.equal(again["state_dict"]["refine.reduce.0.weight"], last["state_dict"]["refine.reduce.0.weight"])
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in start.items()
+               if v.dtype.is_floating_point and "running" not in k and not k.startswith("classifier."))
     assert rtseg.evaluate(tmp_path / "run" / "last.pt", "camvid", data_root=few_camvid)["num_images"] == 2

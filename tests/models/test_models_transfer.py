@@ -53,7 +53,7 @@ def test_a_pruned_network_keeps_its_shapes_with_the_new_classifier(tmp_path):
 
 
 @pytest.mark.parametrize("pruned", [False, True], ids=["edanet", "pruned-edanet"])
-def test_grown_layers_start_afresh_and_the_network_computes_what_it_did(tmp_path, pruned):
+def test_grown_layers_start_afresh_and_the_network_starts_as_it_was(tmp_path, pruned):
     from rtseg.checkpoint import make_checkpoint, save_checkpoint
     from rtseg.compress import prune
     from rtseg.datasets.classes import ClassTable
