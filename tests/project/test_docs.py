@@ -191,6 +191,8 @@ CAMPAIGN_TABLES = {
         "edanet_camvid_distill4_heldout",
     "| session | CPU | epochs reached (of 200) | s/epoch | held-out 0006R0 mIoU (the 60-epoch run at the same epoch) |":
         "edanet_camvid_distill4_e200_heldout",
+    "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the weight-4 run without the refinement / B1 at the same epoch) |":
+        "edanet_camvid_refine_distill4_heldout",
 }
 
 
