@@ -110,8 +110,9 @@ shipped-graphs: install
 	$(PY) -c "from rtseg.backends.graph import build_shipped_graphs; print(*build_shipped_graphs(), sep='\n')"
 
 # The models trained without CamVid's 0006R0 that eval-backends, your-data-example and the
-# distillation recipes start from: ENet stage A (600 epochs), EDANet stage B1, and EDANet stage A2
-# (the pruned network after its 600 epochs, where every EDANet last stage starts). Their stages are done, so the checkpoints
+# distillation recipes start from: ENet stage A (600 epochs), EDANet stage B1, EDANet stage A2
+# (the pruned network after its 600 epochs, where every EDANet last stage starts), and the refined
+# EDANet's held-out distilled stage. Their stages are done, so the checkpoints
 # left the tree; git history keeps them, and this writes them from there into runs/heldout/
 # (git-ignored). The commits are the ones that wrote each file's last state (the campaign's
 # stage-done commits); they are the one place to change if a checkpoint is ever replaced. A
@@ -122,7 +123,10 @@ HELDOUT_EDANET_A2 := runs/heldout/edanet_camvid_pruned.pt
 HELDOUT_ENET_FROM := 8c9256136670ecd87764a5d824a04ded4c2e2203:bench/campaign/enet_camvid_long/last.pt
 HELDOUT_EDANET_FROM := b914561b0b912af1bd0bee4914b369f9f1c1c62f:bench/campaign/edanet_camvid_long_fullres_heldout/last.pt
 HELDOUT_EDANET_A2_FROM := f8a3ce7f2139404609ad8bcbe7c5785e477d45e1:bench/campaign/edanet_camvid_pruned/last.pt
-heldout-models: $(HELDOUT_ENET) $(HELDOUT_EDANET) $(HELDOUT_EDANET_A2)
+# EDANet grown with refine=32 from stage A2, its distilled stage done with 0006R0 held out (session 24).
+HELDOUT_EDANET_REFINE := runs/heldout/edanet_camvid_refine_heldout.pt
+HELDOUT_EDANET_REFINE_FROM := 707fdf36450cadf77b2ebe3d8cbc3870c9e6328a:bench/campaign/edanet_camvid_refine_distill4_heldout/last.pt
+heldout-models: $(HELDOUT_ENET) $(HELDOUT_EDANET) $(HELDOUT_EDANET_A2) $(HELDOUT_EDANET_REFINE)
 
 $(HELDOUT_ENET):
 	$(call from_history,$(HELDOUT_ENET_FROM))
@@ -130,6 +134,8 @@ $(HELDOUT_EDANET):
 	$(call from_history,$(HELDOUT_EDANET_FROM))
 $(HELDOUT_EDANET_A2):
 	$(call from_history,$(HELDOUT_EDANET_A2_FROM))
+$(HELDOUT_EDANET_REFINE):
+	$(call from_history,$(HELDOUT_EDANET_REFINE_FROM))
 
 # $(call from_history,SHA:PATH) writes that file of git history to the target, whole or not at all.
 define from_history
