@@ -153,6 +153,14 @@ class DistillationDataset(Dataset):
 _NO_PIXEL = -1e4
 
 
+def _at_student_size(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """The teacher's float32 map, resized to the student's logits when they differ."""
+    teacher = teacher.float()
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+    return teacher
+
+
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Pixel-wise ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the pixels where
     the teacher has a value (NaN marks padding).
@@ -160,9 +168,7 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized to the
     student's size when they differ). The T^2 keeps the gradient's scale independent of T
     (Hinton et al.)."""
-    teacher = teacher.float()
-    if teacher.shape[-2:] != student.shape[-2:]:
-        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+    teacher = _at_student_size(teacher, student)
     valid = ~torch.isnan(teacher[:, 0])  # (N, H, W)
     if not bool(valid.any()):
         return student.sum() * 0.0
@@ -182,9 +188,7 @@ def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temper
     student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized when they
     differ). The student's logits become log-probabilities too, so both maps carry the same
     per-pixel normalisation (the teacher, an average of networks' probabilities, has no logits)."""
-    teacher = teacher.float()
-    if teacher.shape[-2:] != student.shape[-2:]:
-        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+    teacher = _at_student_size(teacher, student)
     invalid = torch.isnan(teacher[:, :1]).flatten(2)  # (N, 1, HW)
     t = torch.nan_to_num(teacher, nan=0.0, neginf=_NO_PIXEL).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
     s = student.float().log_softmax(1).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
