@@ -48,7 +48,7 @@ def _agreement(model, run, frames) -> float:
 def test_int8_masks_agree_with_float():
     # Calibrated on three sample frames, scored on the other two. Measured: 98.5% of the pixels
     # with ENet's float modules kept (int8_keep_float), 95.4% with everything quantised.
-    from rtseg.deploy.pt2e import quantize_pt2e
+    from rtseg.deploy.pt2e import CompiledInt8, quantize_pt2e
 
     model, frames = _frames()
     converted = quantize_pt2e(model, frames[:3])
@@ -56,19 +56,10 @@ def test_int8_masks_agree_with_float():
     assert any("quantize_per_tensor" in op for op in ops)
     run = lambda x: converted(x.contiguous(memory_format=torch.channels_last))  # noqa: E731
     assert _agreement(model, run, frames[3:]) >= 0.95
-
-
-@x86
-@pytest.mark.slow
-def test_compiled_int8_agrees_and_checks_its_shape():
-    # Compiled (oneDNN int8 convolutions, about a minute): measured 98.6%.
-    from rtseg.deploy.pt2e import compile_int8
-
-    model, frames = _frames()
-    run = compile_int8(model, frames[:3])
-    assert _agreement(model, run, frames[3:]) >= 0.95
+    # The compiled program (inductor, static shape) refuses another shape before compiling; its
+    # masks are checked by tests/backends (torch-int8 agrees with float on street frames).
     with pytest.raises(RtsegError, match="expected \\(1, 3, 96, 128\\)"):
-        run(torch.zeros(1, 3, 64, 64))
+        CompiledInt8(converted, frames[0].shape)(torch.zeros(1, 3, 64, 64))
 
 
 def test_unsupported_cpu_is_a_clean_error(monkeypatch):
