@@ -12,6 +12,9 @@ Every command of the ``rtseg`` CLI is a plain function here::
     >>> rtseg.benchmark(weights="enet-camvid", backend="torch")    # rtseg bench
     >>> rtseg.prune("enet-camvid", 0.5, "enet_p50.pt")             # rtseg prune
     >>> rtseg.train("configs/enet_camvid.yaml", ["schedule.epochs=10"])  # rtseg train
+
+Bad input (a missing file, an unknown option value, a runtime that is not installed) raises
+:class:`RtsegError` (or a subclass) with a one-line message, the message the CLI prints.
 """
 
 from rtseg._version import __version__
@@ -22,6 +25,7 @@ from rtseg.compress import prune
 from rtseg.datasets.resize import resize_dataset
 from rtseg.deploy.export import export
 from rtseg.engine.train import train
+from rtseg.errors import RtsegError
 from rtseg.evaluation import evaluate
 from rtseg.inference import Segmenter, load_model, predict
 from rtseg.models import create_model, list_models
@@ -29,6 +33,6 @@ from rtseg.video import process_video
 from rtseg.weights import load_weights
 from rtseg.zoo import model_table
 
-__all__ = ["Segmenter", "__version__", "benchmark", "compute_class_weights", "create_model", "dataset_info",
+__all__ = ["RtsegError", "Segmenter", "__version__", "benchmark", "compute_class_weights", "create_model", "dataset_info",
            "evaluate", "export", "list_models", "load_model", "load_weights", "model_table", "predict", "process_video", "prune",
            "resize_dataset", "shipped_models", "train"]

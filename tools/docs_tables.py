@@ -43,17 +43,18 @@ def cpu_name(machine: dict) -> str:
 SHIPPED = {  # --weights name -> (network, paper, the shipped model with the same network and speed)
     "enet-camvid": ("ENet", "https://arxiv.org/abs/1606.02147", "enet-camvid"),
     "edanet-camvid": ("EDANet, pruned to width 0.75", "https://arxiv.org/abs/1809.06323", "edanet-camvid"),
-    "edanet-camvid-distilled": ("EDANet as above, distilled from both", "https://arxiv.org/abs/1809.06323",
-                                "edanet-camvid"),
+    "edanet-camvid-distilled": ("EDANet as above with a 1/4-resolution refinement, distilled from both",
+                                "https://arxiv.org/abs/1809.06323", "edanet-camvid-distilled"),
     "enet-camvid-distilled": ("ENet, distilled from both", "https://arxiv.org/abs/1606.02147", "enet-camvid"),
 }
 
 
 def shipped_models() -> str:
     """README's "which model": the CamVid test figures (bench/camvid_test.json), parameters and the
-    best backend's latency of each shipped model in one run (bench/edanet_vs_enet_latency_amx.json)."""
+    best backend's latency of each shipped model in one run (bench/shipped_latency_avx512.json; a
+    model whose twin has the same network and speed is not timed again)."""
     test = _load("camvid_test.json")
-    speed = _load("edanet_vs_enet_latency_amx.json")
+    speed = _load("shipped_latency_avx512.json")
     out = [f"| `--weights` | network | CamVid test mIoU | with flip and 540x720 input | parameters | "
            f"ms on an {cpu_name(speed['machine'])}, {speed['threads']} threads, best backend |",
            "|---|---|---:|---:|---:|---|"]
