@@ -93,6 +93,10 @@ class LossConfig:
     #: per batch (0 = plain cross-entropy over all pixels).
     ohem_min_kept: int = 0
     ohem_thresh: float = 0.7
+    #: Weight of the Lovasz-softmax term beside the cross-entropy (Berman et al., CVPR 2018; a
+    #: surrogate of the IoU per class over the batch; rtseg.engine.losses): 0 = none. Used to
+    #: fine-tune a trained network; alone from scratch it trains worse than cross-entropy.
+    lovasz_weight: float = 0.0
     #: Weights of the model's auxiliary outputs (aux1, aux2, ...), e.g. ICNet's cascade.
     aux_weights: list[float] = field(default_factory=list)
     #: Models with a boundary output (PIDNet): weight of the balanced boundary BCE and of the

@@ -242,6 +242,8 @@ def build_loss(cfg: TrainConfig, device: torch.device) -> SegmentationLoss:
         cw = compute_class_weights(d.dataset, d.train_split, loss.class_weights, d.data_root,
                                    progress=cfg.run.progress, c=loss.class_weight_c)
         weight = torch.tensor(cw["weights"], dtype=torch.float32, device=device)
+    if loss.lovasz_weight < 0:
+        raise ConfigError(f"loss.lovasz_weight: expected a weight >= 0 (0: no Lovasz term), got {loss.lovasz_weight}")
     if loss.ohem_min_kept < 0 or not 0 < loss.ohem_thresh <= 1:
         raise ConfigError("loss.ohem_min_kept must be >= 0 and loss.ohem_thresh in (0, 1], got "
                           f"{loss.ohem_min_kept} and {loss.ohem_thresh}")
@@ -250,7 +252,7 @@ def build_loss(cfg: TrainConfig, device: torch.device) -> SegmentationLoss:
                             ohem_thresh=loss.ohem_thresh,
                             distill_weight=loss.distill_weight if loss.distill_teachers else 0.0,
                             distill_temperature=loss.distill_temperature,
-                            distill_kind=loss.distill_kind).to(device)
+                            distill_kind=loss.distill_kind, lovasz_weight=loss.lovasz_weight).to(device)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -1,5 +1,5 @@
-"""rtseg.engine.losses: the distillation term of SegmentationLoss, OHEM cross-entropy, and PIDNet's
-boundary losses."""
+"""rtseg.engine.losses: the distillation term of SegmentationLoss, OHEM cross-entropy, the
+Lovasz-softmax term, and PIDNet's boundary losses."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from rtseg import create_model
 from rtseg.engine.distill import distillation_kl
-from rtseg.engine.losses import SegmentationLoss, ohem_cross_entropy
+from rtseg.engine.losses import SegmentationLoss, lovasz_softmax, ohem_cross_entropy
 
 
 def test_the_loss_adds_the_term_only_with_a_teacher_and_a_weight():
@@ -42,6 +42,52 @@ def test_ohem_keeps_the_hard_pixels():
     assert got == pytest.approx(float(full[[0, 1, 3]].sum() / (1 + 1 + 3)), rel=1e-5)
     loss = SegmentationLoss(ohem_min_kept=1, ohem_thresh=0.7)
     assert loss(logits, target) == pytest.approx(float(per_pixel[2:].mean()), rel=1e-5)
+
+
+def _one_minus_iou(pred: torch.Tensor, target: torch.Tensor, classes: int, ignore: int) -> float:
+    """Mean over the classes in ``target`` of 1 - IoU, counted directly."""
+    valid = target != ignore
+    losses = []
+    for c in range(classes):
+        gt, pr = (target == c) & valid, (pred == c) & valid
+        if gt.any():
+            losses.append(1.0 - float((gt & pr).sum()) / float((gt | pr).sum()))
+    return sum(losses) / len(losses)
+
+
+def test_lovasz_is_one_minus_iou_at_hard_predictions_and_ignores_void():
+    # At one-hot probabilities the Lovasz extension equals the Jaccard loss it extends.
+    torch.manual_seed(0)
+    target = torch.randint(0, 5, (2, 12, 16))
+    target[0, :3] = 255  # void rows
+    pred = torch.where(torch.rand(2, 12, 16) < 0.6, target.clamp(max=4), torch.randint(0, 5, (2, 12, 16)))
+    logits = F.one_hot(pred, 5).permute(0, 3, 1, 2).float() * 60.0  # softmax: 0 or 1
+    got = float(lovasz_softmax(logits, target, ignore_index=255))
+    assert got == pytest.approx(_one_minus_iou(pred, target, 5, 255), abs=1e-5)
+    assert float(lovasz_softmax(F.one_hot(target.clamp(max=4), 5).permute(0, 3, 1, 2).float() * 60.0,
+                                target, ignore_index=255)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_reads_a_subgrid_beyond_its_pixel_budget_and_has_gradients():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 3, 8, 8, requires_grad=True)
+    target = torch.randint(0, 3, (1, 8, 8))
+    # 64 pixels over a budget of 16: every second row and column, exactly.
+    sub = lovasz_softmax(logits, target, max_pixels=16)
+    assert sub.item() == pytest.approx(lovasz_softmax(logits[..., ::2, ::2], target[..., ::2, ::2]).item(), rel=1e-6)
+    sub.backward()
+    assert logits.grad[..., 1::2, :].abs().sum() == 0 and logits.grad[..., ::2, ::2].abs().sum() > 0
+    # A batch of void only contributes nothing, with a gradient.
+    assert lovasz_softmax(logits, torch.full((1, 8, 8), 255), ignore_index=255).item() == 0.0
+
+
+def test_the_loss_adds_the_lovasz_term_only_with_a_weight():
+    torch.manual_seed(3)
+    logits, target = torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8))
+    plain = SegmentationLoss()(logits, target)
+    got = SegmentationLoss(lovasz_weight=0.5)(logits, target)
+    assert float(got) == pytest.approx(float(plain + 0.5 * lovasz_softmax(logits, target)), rel=1e-6)
+    assert float(got) > float(plain)
 
 
 def test_pidnet_boundary_losses():
