@@ -227,8 +227,11 @@ def test_api_from_its_openapi_document(small_ckpt):
         @settings(FUZZ, max_examples=40)
         @given(case=schema.as_strategy())
         def one(case):
+            # Schemathesis waits 10 s for an answer by default: a 2-core machine running a training
+            # and another test suite beside this one took longer once (ReadTimeout, not a 5xx).
             response = case.call_and_validate(checks=[not_a_server_error, status_code_conformance,
-                                                      content_type_conformance, response_schema_conformance])
+                                                      content_type_conformance, response_schema_conformance],
+                                              timeout=60)
             statuses.append(response.status_code)
 
         one()
