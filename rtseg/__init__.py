@@ -13,8 +13,8 @@ Every command of the ``rtseg`` CLI is a plain function here::
     >>> rtseg.prune("enet-camvid", 0.5, "enet_p50.pt")             # rtseg prune
     >>> rtseg.train("configs/enet_camvid.yaml", ["schedule.epochs=10"])  # rtseg train
 
-Bad input (a missing file, an unknown option value, a runtime that is not installed) raises
-:class:`RtsegError` (or a subclass) with a one-line message, the message the CLI prints.
+Errors a user can cause (bad data, a bad option or config key, a runtime that is not installed)
+raise :class:`RtsegError` subclasses with a one-line message, the one the CLI prints.
 """
 
 from rtseg._version import __version__

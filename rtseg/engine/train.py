@@ -231,22 +231,28 @@ def _wrap_for_training(cfg: TrainConfig, model: nn.Module, device: torch.device,
     return model, net
 
 
-def build_loss(cfg: TrainConfig, device: torch.device) -> SegmentationLoss:
-    """Cross-entropy with the configured class weights, auxiliary weights, boundary terms, OHEM."""
-    loss, d = cfg.loss, cfg.data
-    weight = None
-    if loss.class_weights != "none":
-        if loss.class_weight_c <= 1:
-            raise ConfigError(f"loss.class_weight_c: expected a number above 1 (weights 1/ln(c + p)), "
-                              f"got {loss.class_weight_c}")
-        cw = compute_class_weights(d.dataset, d.train_split, loss.class_weights, d.data_root,
-                                   progress=cfg.run.progress, c=loss.class_weight_c)
-        weight = torch.tensor(cw["weights"], dtype=torch.float32, device=device)
-    if loss.lovasz_weight < 0:
+def _check_loss_config(cfg: TrainConfig) -> None:
+    """The loss options' one-line errors, before any data is read or a teacher's maps computed."""
+    loss = cfg.loss
+    if loss.class_weights != "none" and not loss.class_weight_c > 1:
+        raise ConfigError(f"loss.class_weight_c: expected a number above 1 (weights 1/ln(c + p)), "
+                          f"got {loss.class_weight_c}")
+    if not 0 <= loss.lovasz_weight < math.inf:  # NaN fails too
         raise ConfigError(f"loss.lovasz_weight: expected a weight >= 0 (0: no Lovasz term), got {loss.lovasz_weight}")
     if loss.ohem_min_kept < 0 or not 0 < loss.ohem_thresh <= 1:
         raise ConfigError("loss.ohem_min_kept must be >= 0 and loss.ohem_thresh in (0, 1], got "
                           f"{loss.ohem_min_kept} and {loss.ohem_thresh}")
+
+
+def build_loss(cfg: TrainConfig, device: torch.device) -> SegmentationLoss:
+    """Cross-entropy with the configured class weights, auxiliary weights, boundary terms, OHEM."""
+    loss, d = cfg.loss, cfg.data
+    weight = None
+    _check_loss_config(cfg)
+    if loss.class_weights != "none":
+        cw = compute_class_weights(d.dataset, d.train_split, loss.class_weights, d.data_root,
+                                   progress=cfg.run.progress, c=loss.class_weight_c)
+        weight = torch.tensor(cw["weights"], dtype=torch.float32, device=device)
     return SegmentationLoss(weight, loss.aux_weights, boundary_weight=loss.boundary_weight,
                             boundary_ce_weight=loss.boundary_ce_weight, ohem_min_kept=loss.ohem_min_kept,
                             ohem_thresh=loss.ohem_thresh,
@@ -420,6 +426,7 @@ def fit(cfg: TrainConfig, resume: str | Path | bool = False, init_from: str | Pa
     if resume_path is not None and init_from is None and load_checkpoint(resume_path)["model"].get("pruned"):
         init_from = resume_path  # a pruned network's layers are smaller than the recipe builds: its own checkpoint rebuilds them
     seed_everything(cfg.run.seed)  # the same everywhere: every process builds the same network
+    _check_loss_config(cfg)
     loaders = build_loaders(cfg, dist_info, device)
     model, spec, fresh = build_model(cfg, loaders.classes, init_from)
     channels_last = training_channels_last(cfg, model, device)

@@ -66,6 +66,14 @@ def test_lovasz_is_one_minus_iou_at_hard_predictions_and_ignores_void():
     assert got == pytest.approx(_one_minus_iou(pred, target, 5, 255), abs=1e-5)
     assert float(lovasz_softmax(F.one_hot(target.clamp(max=4), 5).permute(0, 3, 1, 2).float() * 60.0,
                                 target, ignore_index=255)) == pytest.approx(0.0, abs=1e-6)
+    # A sixth class predicted somewhere but absent from the labels does not count as a class
+    # (only the present ones do), though its wrong pixels lower the IoU of the classes they miss.
+    pred6 = pred.clone()
+    pred6[1, :2] = 5
+    logits6 = F.one_hot(pred6, 6).permute(0, 3, 1, 2).float() * 60.0
+    got6 = float(lovasz_softmax(logits6, target, ignore_index=255))
+    assert got6 == pytest.approx(_one_minus_iou(pred6, target, 6, 255), abs=1e-5)
+    assert got6 > got
 
 
 def test_lovasz_reads_a_subgrid_beyond_its_pixel_budget_and_has_gradients():
@@ -77,8 +85,9 @@ def test_lovasz_reads_a_subgrid_beyond_its_pixel_budget_and_has_gradients():
     assert sub.item() == pytest.approx(lovasz_softmax(logits[..., ::2, ::2], target[..., ::2, ::2]).item(), rel=1e-6)
     sub.backward()
     assert logits.grad[..., 1::2, :].abs().sum() == 0 and logits.grad[..., ::2, ::2].abs().sum() > 0
-    # A batch of void only contributes nothing, with a gradient.
-    assert lovasz_softmax(logits, torch.full((1, 8, 8), 255), ignore_index=255).item() == 0.0
+    # A batch of void only contributes nothing, and stays in the graph.
+    void = lovasz_softmax(logits, torch.full((1, 8, 8), 255), ignore_index=255)
+    assert void.item() == 0.0 and void.requires_grad
 
 
 def test_the_loss_adds_the_lovasz_term_only_with_a_weight():

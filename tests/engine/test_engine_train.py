@@ -155,6 +155,7 @@ def test_a_nan_loss_stops_training_with_a_one_line_error(few_camvid, tmp_path):
     ("data.scale=[2.0,1.0]", "data.scale"),
     ("loss.ohem_thresh=0", "loss.ohem"),
     ("loss.lovasz_weight=-1", "loss.lovasz_weight: expected a weight >= 0"),
+    ("loss.lovasz_weight=nan", "loss.lovasz_weight: expected a weight >= 0"),
     ("run.ema_decay=1.0", "run.ema_decay"),
 ])
 def test_recipe_options_are_checked(few_camvid, tmp_path, override, message):
