@@ -195,6 +195,8 @@ CAMPAIGN_TABLES = {
         "edanet_camvid_refine_distill4_heldout",
     "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the refined pixel-wise run / the unrefined weight-4 run at the same epoch) |":
         "edanet_camvid_refine_cwd1_heldout",
+    "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the channel-wise run / the pixel-wise refined run at the same epoch) |":
+        "edanet_camvid_refine_cwd1_lovasz1_heldout",
 }
 
 
