@@ -209,3 +209,39 @@ def benchmark_training(model: str | None, *, size: tuple[int, int], threads: int
     if threads > 0:
         torch.set_num_threads(threads)
     return training_throughput(model, size, batch, steps, num_classes=num_classes, path=train_path)
+
+
+#: The loss terms :func:`loss_term_cost` times: (N, C, H, W) float logits, (N, H, W) labels and an
+#: (N, C, H, W) float16 teacher map of log-probabilities (as training reads them) -> a scalar.
+def _loss_terms() -> dict:
+    import torch.nn.functional as F
+
+    from rtseg.engine.distill import channel_distillation_kl, distillation_kl
+    from rtseg.engine.losses import lovasz_softmax
+
+    return {"cross_entropy": lambda x, y, t: F.cross_entropy(x, y),
+            "distill_pixel": lambda x, y, t: distillation_kl(x, t),
+            "distill_channel": lambda x, y, t: channel_distillation_kl(x, t),
+            "lovasz": lambda x, y, t: lovasz_softmax(x, y)}
+
+
+def loss_term_cost(batch: int = 8, classes: int = 11, size: tuple[int, int] = (360, 480),
+                   reps: int = 5, threads: int = 2) -> dict:
+    """Seconds for the forward and backward pass of each loss term (best of ``reps``, the terms
+    alternating), at a training batch's shape: what a distillation or Lovasz option adds to a
+    step. ``{"terms": {name: seconds}, "shape": ..., "machine": ...}``."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, classes, *size, generator=g)
+    labels = torch.randint(0, classes, (batch, *size), generator=g)
+    teacher = torch.randn(batch, classes, *size, generator=g).log_softmax(1).half()
+    terms = _loss_terms()
+    times: dict[str, list[float]] = {name: [] for name in terms}
+    for _ in range(reps):
+        for name, term in terms.items():
+            x = logits.clone().requires_grad_(True)
+            start = time.perf_counter()
+            term(x, labels, teacher).backward()
+            times[name].append(time.perf_counter() - start)
+    return {"terms": {name: round(min(t), 4) for name, t in times.items()},
+            "shape": [batch, classes, *size], "reps": reps, "threads": threads, "machine": machine_info()}

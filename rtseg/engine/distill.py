@@ -154,11 +154,32 @@ _NO_PIXEL = -1e4
 
 
 def _at_student_size(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """The teacher's float32 map, resized to the student's logits when they differ."""
-    teacher = teacher.float()
+    """A float32 copy of the teacher's map (the caller's is never written), resized to the
+    student's logits when they differ."""
+    teacher = teacher.to(torch.float32, copy=True)
     if teacher.shape[-2:] != student.shape[-2:]:
         teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
     return teacher
+
+
+class _PrecomputedGradient(torch.autograd.Function):
+    """Returns ``value`` (a scalar computed without autograd) and hands ``grad`` (d value /
+    d student, computed beside it) back to ``student``.
+
+    Why: the two KL terms written as autograd expressions cost 0.35 s (pixel) and 0.46 s
+    (channel) forward + backward for 8x11x360x480 logits on a 2-core EPYC: about a third of an
+    EDANet step. Their gradients have closed forms (a softmax minus the teacher's probabilities),
+    so value and gradient come from a few in-place passes over the map instead."""
+
+    @staticmethod
+    def forward(ctx, student: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output, None, None
 
 
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -167,17 +188,26 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
 
     student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized to the
     student's size when they differ). The T^2 keeps the gradient's scale independent of T
-    (Hinton et al.)."""
-    teacher = _at_student_size(teacher, student)
-    valid = ~torch.isnan(teacher[:, 0])  # (N, H, W)
-    if not bool(valid.any()):
-        return student.sum() * 0.0
-    # A float16 log-probability can be -inf (a probability below 6e-8): finite, it stays 0 after
-    # exp() and never meets 0 * inf.
-    t = torch.nan_to_num(teacher, nan=0.0, neginf=_NO_PIXEL).div(temperature).log_softmax(1)
-    s = student.float().div(temperature).log_softmax(1)
-    kl = (t.exp() * (t - s)).sum(1)  # (N, H, W)
-    return temperature ** 2 * kl[valid].mean()
+    (Hinton et al.): d/ds = T / n_valid * (softmax(s / T) - softmax(t / T)) at each valid pixel."""
+    with torch.no_grad():
+        t = _at_student_size(teacher, student)  # (N, C, H, W), our own copy: written in place
+        invalid = torch.isnan(t[:, :1])  # (N, 1, H, W)
+        n_valid = int((~invalid).sum())
+        if n_valid == 0:
+            return student.sum() * 0.0
+        # A float16 log-probability can be -inf (a probability below 6e-8): finite, it stays 0
+        # after exp() and never meets 0 * inf.
+        t = t.nan_to_num_(nan=0.0, neginf=_NO_PIXEL)
+        if temperature != 1.0:
+            t = t.div_(temperature)
+        t = t.log_softmax(1)
+        p_t = t.exp()
+        s = student.detach().float()
+        s = (s / temperature if temperature != 1.0 else s).log_softmax(1)
+        kl = (p_t * t.sub_(s)).sum(1, keepdim=True).masked_fill_(invalid, 0.0)  # (N, 1, H, W)
+        value = temperature ** 2 * kl.sum() / n_valid
+        grad = s.exp_().sub_(p_t).mul_(temperature / n_valid).masked_fill_(invalid, 0.0)
+    return _PrecomputedGradient.apply(student, value.to(student.dtype), grad.to(student.dtype))
 
 
 def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -186,12 +216,24 @@ def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temper
     the pixels where the teacher has a value (NaN marks padding).
 
     student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized when they
-    differ). The student's logits become log-probabilities too, so both maps carry the same
-    per-pixel normalisation (the teacher, an average of networks' probabilities, has no logits)."""
-    teacher = _at_student_size(teacher, student)
-    invalid = torch.isnan(teacher[:, :1]).flatten(2)  # (N, 1, HW)
-    t = torch.nan_to_num(teacher, nan=0.0, neginf=_NO_PIXEL).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
-    s = student.float().log_softmax(1).flatten(2).div(temperature).masked_fill(invalid, _NO_PIXEL)
-    t, s = t.log_softmax(2), s.log_softmax(2)  # (N, C, HW): each class's map over the pixels
-    kl = (t.exp() * (t - s)).masked_fill(invalid, 0.0).sum(2)  # (N, C)
-    return temperature ** 2 * kl.mean()
+    differ). The student's logits become log-probabilities too (``l = log_softmax_C(s)``), so both
+    maps carry the same per-pixel normalisation (the teacher, an average of networks'
+    probabilities, has no logits). Gradient: with ``g = T / (N C) * (softmax_HW(l / T) -
+    softmax_HW(t / T))`` at the valid pixels, d/ds = g - softmax_C(s) * sum_C g."""
+    with torch.no_grad():
+        t = _at_student_size(teacher, student)  # our own copy: written in place
+        n, c = t.shape[:2]
+        invalid = torch.isnan(t[:, :1]).flatten(2)  # (N, 1, HW)
+        t = t.flatten(2).nan_to_num_(nan=0.0, neginf=_NO_PIXEL)  # (N, C, HW)
+        if temperature != 1.0:
+            t = t.div_(temperature)
+        t = t.masked_fill_(invalid, _NO_PIXEL).log_softmax(2)  # each class's map over the pixels
+        p_t = t.exp().masked_fill_(invalid, 0.0)  # (masked: a class at -inf everywhere is uniform)
+        log_p = student.detach().float().log_softmax(1).flatten(2)  # (N, C, HW)
+        s = log_p / temperature if temperature != 1.0 else log_p.clone()
+        s = s.masked_fill_(invalid, _NO_PIXEL).log_softmax(2)
+        kl = (p_t * t.sub_(s)).sum(2)  # (N, C)
+        value = temperature ** 2 * kl.mean()
+        g = s.exp_().sub_(p_t).mul_(temperature / (n * c)).masked_fill_(invalid, 0.0)
+        grad = g.sub_(log_p.exp_().mul_(g.sum(1, keepdim=True)))
+    return _PrecomputedGradient.apply(student, value.to(student.dtype), grad.view_as(student).to(student.dtype))

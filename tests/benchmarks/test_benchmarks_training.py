@@ -33,3 +33,12 @@ def test_training_throughput_bench_in_two_processes():
                           train_path="eager")
     assert (one["processes"], two["processes"]) == (1, 2) and two["batch_per_process"] == 2
     assert one["images_per_s"] > 0 and two["images_per_s"] > 0 and two["threads"] == 1
+
+
+def test_loss_term_cost_times_every_term_forward_and_backward():
+    from rtseg.benchmarks.training import loss_term_cost
+
+    result = loss_term_cost(batch=2, classes=5, size=(12, 16), reps=2, threads=1)
+    assert set(result["terms"]) == {"cross_entropy", "distill_pixel", "distill_channel", "lovasz"}
+    assert all(s > 0 for s in result["terms"].values()) and result["shape"] == [2, 5, 12, 16]
+    assert result["machine"]["cores"] >= 1

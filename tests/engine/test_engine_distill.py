@@ -138,3 +138,48 @@ def test_distilled_training_resumes_exactly(tiny_camvid, tmp_path):
     d = torch.load(tmp_path / "channel" / "last.pt", weights_only=True)
     assert d["config"]["loss"]["distill_kind"] == "channel"
     assert any(not torch.equal(v, d["state_dict"][k]) for k, v in a["state_dict"].items())
+
+
+def _pixel_kl_reference(student, teacher, temperature):
+    """The pixel-wise term as a plain autograd expression (the fused one must match it)."""
+    teacher = teacher.float()
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = torch.nn.functional.interpolate(teacher, size=student.shape[-2:], mode="bilinear")
+    valid = ~torch.isnan(teacher[:, 0])
+    t = torch.nan_to_num(teacher, nan=0.0, neginf=-1e4).div(temperature).log_softmax(1)
+    s = student.div(temperature).log_softmax(1)
+    return temperature ** 2 * (t.exp() * (t - s)).sum(1)[valid].mean()
+
+
+def _channel_kl_reference(student, teacher, temperature):
+    teacher = teacher.float()
+    if teacher.shape[-2:] != student.shape[-2:]:
+        teacher = torch.nn.functional.interpolate(teacher, size=student.shape[-2:], mode="bilinear")
+    invalid = torch.isnan(teacher[:, :1]).flatten(2)
+    t = torch.nan_to_num(teacher, nan=0.0, neginf=-1e4).flatten(2).div(temperature).masked_fill(invalid, -1e4)
+    s = student.log_softmax(1).flatten(2).div(temperature).masked_fill(invalid, -1e4)
+    t, s = t.log_softmax(2), s.log_softmax(2)
+    return temperature ** 2 * (t.exp() * (t - s)).masked_fill(invalid, 0.0).sum(2).mean()
+
+
+@pytest.mark.parametrize("kl, reference", [(distillation_kl, _pixel_kl_reference),
+                                           (channel_distillation_kl, _channel_kl_reference)])
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+@pytest.mark.parametrize("teacher_size", [(12, 14), (6, 7)])
+def test_the_fused_kl_terms_match_their_autograd_expressions_in_value_and_gradient(
+        kl, reference, temperature, teacher_size):
+    torch.manual_seed(4)
+    student = (3 * torch.randn(3, 5, 12, 14)).requires_grad_(True)
+    teacher = (2 * torch.randn(3, 5, *teacher_size)).log_softmax(1).half()
+    teacher[0, :, :, teacher_size[1] // 2:] = float("nan")  # padding
+    teacher[1, 2, :2] = float("-inf")  # a float16 underflow
+    teacher[1, 3] = float("-inf")  # a class the teacher rules out everywhere
+    teacher[2] = float("nan")  # a frame without a teacher's value
+    kept = teacher.clone()
+    ours = kl(student, teacher, temperature)
+    (grad,) = torch.autograd.grad(3 * ours, student)
+    ref = reference(student, teacher, temperature)
+    (ref_grad,) = torch.autograd.grad(3 * ref, student)
+    assert float(ours.detach()) == pytest.approx(float(ref.detach()), rel=1e-5, abs=1e-7)
+    assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-8), float((grad - ref_grad).abs().max())
+    assert float(grad.abs().sum()) > 0 and torch.equal(teacher.nan_to_num(), kept.nan_to_num())  # input kept
