@@ -12,7 +12,9 @@ and the frame list, so a resumed run reads them back instead of recomputing.
 At each step the stored map travels with the label through the same random scale, crop and
 flip (:mod:`rtseg.datasets.transforms`), and the loss adds ``distill_weight * T^2 *
 KL(teacher_T || student_T)`` per pixel (:func:`distillation_kl`). A student step therefore
-costs what it costs without a teacher, plus the KL (about 5% for EDANet at 360x480).
+costs what it costs without a teacher, plus the KL (forward and backward for 8 frames of 360x480
+on a 2-core EPYC: 0.13 s pixel-wise, 0.17 s channel-wise, docs/training.md; an EDANet step is
+about 1.1 s).
 
 ``loss.distill_kind: channel`` compares each class's map over the frame instead
 (:func:`channel_distillation_kl`; Shu et al., "Channel-wise Knowledge Distillation for Dense
@@ -166,10 +168,11 @@ class _PrecomputedGradient(torch.autograd.Function):
     """Returns ``value`` (a scalar computed without autograd) and hands ``grad`` (d value /
     d student, computed beside it) back to ``student``.
 
-    Why: the two KL terms written as autograd expressions cost 0.35 s (pixel) and 0.46 s
-    (channel) forward + backward for 8x11x360x480 logits on a 2-core EPYC: about a third of an
-    EDANet step. Their gradients have closed forms (a softmax minus the teacher's probabilities),
-    so value and gradient come from a few in-place passes over the map instead."""
+    Why: the two KL terms written as autograd expressions took 0.24 s (pixel) and 0.44 s
+    (channel) forward + backward for 8x11x360x480 logits on a 2-core EPYC, a fifth to a third of
+    an EDANet step. Their gradients have closed forms (a softmax minus the teacher's
+    probabilities), so value and gradient come from a few in-place passes over the map instead:
+    0.13 s and 0.17 s (measured as docs/training.md says)."""
 
     @staticmethod
     def forward(ctx, student: torch.Tensor, value: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
