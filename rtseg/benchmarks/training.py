@@ -211,9 +211,9 @@ def benchmark_training(model: str | None, *, size: tuple[int, int], threads: int
     return training_throughput(model, size, batch, steps, num_classes=num_classes, path=train_path)
 
 
-#: The loss terms :func:`loss_term_cost` times: (N, C, H, W) float logits, (N, H, W) labels and an
-#: (N, C, H, W) float16 teacher map of log-probabilities (as training reads them) -> a scalar.
 def _loss_terms() -> dict:
+    """The loss terms :func:`loss_term_cost` times: (N, C, H, W) float logits, (N, H, W) labels and
+    an (N, C, H, W) float16 teacher map of log-probabilities (as training reads them) -> a scalar."""
     import torch.nn.functional as F
 
     from rtseg.engine.distill import channel_distillation_kl, distillation_kl

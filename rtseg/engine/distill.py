@@ -13,8 +13,8 @@ At each step the stored map travels with the label through the same random scale
 flip (:mod:`rtseg.datasets.transforms`), and the loss adds ``distill_weight * T^2 *
 KL(teacher_T || student_T)`` per pixel (:func:`distillation_kl`). A student step therefore
 costs what it costs without a teacher, plus the KL (forward and backward for 8 frames of 360x480
-on a 2-core EPYC: 0.13 s pixel-wise, 0.17 s channel-wise, docs/training.md; an EDANet step is
-about 1.1 s).
+on a 2-core EPYC: 0.13 s pixel-wise, 0.17 s channel-wise, docs/training.md; a pixel-wise
+distilled EDANet step takes about 1.1 s).
 
 ``loss.distill_kind: channel`` compares each class's map over the frame instead
 (:func:`channel_distillation_kl`; Shu et al., "Channel-wise Knowledge Distillation for Dense
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.utils.data import Dataset
 
 from rtseg.datasets.transforms import normalize
@@ -158,10 +159,12 @@ _NO_PIXEL = -1e4
 def _at_student_size(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
     """A float32 copy of the teacher's map (the caller's is never written), resized to the
     student's logits when they differ."""
-    teacher = teacher.to(torch.float32, copy=True)
-    if teacher.shape[-2:] != student.shape[-2:]:
-        teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
-    return teacher
+    if teacher.shape[-2:] == student.shape[-2:]:
+        return teacher.to(torch.float32, copy=True)
+    # -inf would meet a zero bilinear weight at a border (NaN, read later as padding's 0).
+    teacher = teacher.float()
+    teacher = teacher.masked_fill(torch.isneginf(teacher), _NO_PIXEL)
+    return F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class _PrecomputedGradient(torch.autograd.Function):
@@ -169,8 +172,8 @@ class _PrecomputedGradient(torch.autograd.Function):
     d student, computed beside it) back to ``student``.
 
     Why: the two KL terms written as autograd expressions took 0.24 s (pixel) and 0.44 s
-    (channel) forward + backward for 8x11x360x480 logits on a 2-core EPYC, a fifth to a third of
-    an EDANet step. Their gradients have closed forms (a softmax minus the teacher's
+    (channel) forward + backward for 8x11x360x480 logits on a 2-core EPYC, a fifth to two fifths
+    of a pixel-wise distilled EDANet step (about 1.1 s). Their gradients have closed forms (a softmax minus the teacher's
     probabilities), so value and gradient come from a few in-place passes over the map instead:
     0.13 s and 0.17 s (measured as docs/training.md says)."""
 
@@ -180,6 +183,7 @@ class _PrecomputedGradient(torch.autograd.Function):
         return value
 
     @staticmethod
+    @once_differentiable  # the saved gradient is a constant: no second derivative
     def backward(ctx, grad_output: torch.Tensor):
         (grad,) = ctx.saved_tensors
         return grad * grad_output, None, None
@@ -192,12 +196,12 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized to the
     student's size when they differ). The T^2 keeps the gradient's scale independent of T
     (Hinton et al.): d/ds = T / n_valid * (softmax(s / T) - softmax(t / T)) at each valid pixel."""
+    t = _at_student_size(teacher, student)  # (N, C, H, W), our own copy: written in place
+    invalid = torch.isnan(t[:, :1])  # (N, 1, H, W)
+    n_valid = int((~invalid).sum())
+    if n_valid == 0:
+        return student.float().sum() * 0.0
     with torch.no_grad():
-        t = _at_student_size(teacher, student)  # (N, C, H, W), our own copy: written in place
-        invalid = torch.isnan(t[:, :1])  # (N, 1, H, W)
-        n_valid = int((~invalid).sum())
-        if n_valid == 0:
-            return student.sum() * 0.0
         # A float16 log-probability can be -inf (a probability below 6e-8): finite, it stays 0
         # after exp() and never meets 0 * inf.
         t = t.nan_to_num_(nan=0.0, neginf=_NO_PIXEL)
@@ -210,7 +214,8 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
         kl = (p_t * t.sub_(s)).sum(1, keepdim=True).masked_fill_(invalid, 0.0)  # (N, 1, H, W)
         value = temperature ** 2 * kl.sum() / n_valid
         grad = s.exp_().sub_(p_t).mul_(temperature / n_valid).masked_fill_(invalid, 0.0)
-    return _PrecomputedGradient.apply(student, value.to(student.dtype), grad.to(student.dtype))
+    # float32 value whatever the student's dtype; autograd casts the gradient back to it.
+    return _PrecomputedGradient.apply(student, value, grad)
 
 
 def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -221,8 +226,9 @@ def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temper
     student (N, C, H, W) logits; teacher (N, C, h, w) log-probabilities (resized when they
     differ). The student's logits become log-probabilities too (``l = log_softmax_C(s)``), so both
     maps carry the same per-pixel normalisation (the teacher, an average of networks'
-    probabilities, has no logits). Gradient: with ``g = T / (N C) * (softmax_HW(l / T) -
-    softmax_HW(t / T))`` at the valid pixels, d/ds = g - softmax_C(s) * sum_C g."""
+    probabilities, has no logits). Gradient: with ``p`` the teacher's map over the pixels and
+    ``m = sum_valid p`` (1 unless a class sits at the padding's -1e4 everywhere), ``g = T / (N C)
+    * (m * softmax_HW(l / T) - p)`` at the valid pixels, and d/ds = g - softmax_C(s) * sum_C g."""
     with torch.no_grad():
         t = _at_student_size(teacher, student)  # our own copy: written in place
         n, c = t.shape[:2]
@@ -237,6 +243,7 @@ def channel_distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temper
         s = s.masked_fill_(invalid, _NO_PIXEL).log_softmax(2)
         kl = (p_t * t.sub_(s)).sum(2)  # (N, C)
         value = temperature ** 2 * kl.mean()
-        g = s.exp_().sub_(p_t).mul_(temperature / (n * c)).masked_fill_(invalid, 0.0)
+        mass = p_t.sum(2, keepdim=True)  # (N, C, 1)
+        g = s.exp_().mul_(mass).sub_(p_t).mul_(temperature / (n * c)).masked_fill_(invalid, 0.0)
         grad = g.sub_(log_p.exp_().mul_(g.sum(1, keepdim=True)))
-    return _PrecomputedGradient.apply(student, value.to(student.dtype), grad.view_as(student).to(student.dtype))
+    return _PrecomputedGradient.apply(student, value, grad.view_as(student))

@@ -165,21 +165,38 @@ def _channel_kl_reference(student, teacher, temperature):
 @pytest.mark.parametrize("kl, reference", [(distillation_kl, _pixel_kl_reference),
                                            (channel_distillation_kl, _channel_kl_reference)])
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
-@pytest.mark.parametrize("teacher_size", [(12, 14), (6, 7)])
+@pytest.mark.parametrize("teacher_size, teacher_dtype", [((12, 14), torch.float16), ((12, 14), torch.float32),
+                                                         ((6, 7), torch.float16)])
 def test_the_fused_kl_terms_match_their_autograd_expressions_in_value_and_gradient(
-        kl, reference, temperature, teacher_size):
+        kl, reference, temperature, teacher_size, teacher_dtype):
     torch.manual_seed(4)
     student = (3 * torch.randn(3, 5, 12, 14)).requires_grad_(True)
-    teacher = (2 * torch.randn(3, 5, *teacher_size)).log_softmax(1).half()
+    teacher = (2 * torch.randn(3, 5, *teacher_size)).log_softmax(1).to(teacher_dtype)
     teacher[0, :, :, teacher_size[1] // 2:] = float("nan")  # padding
+    teacher[0, 3, :, : teacher_size[1] // 2] = float("-inf")  # ruled out wherever there is a value
     teacher[1, 2, :2] = float("-inf")  # a float16 underflow
     teacher[1, 3] = float("-inf")  # a class the teacher rules out everywhere
     teacher[2] = float("nan")  # a frame without a teacher's value
     kept = teacher.clone()
     ours = kl(student, teacher, temperature)
     (grad,) = torch.autograd.grad(3 * ours, student)
-    ref = reference(student, teacher, temperature)
+    # The reference resizes after the same -inf -> -1e4 (bilinear weights of 0 would make NaN).
+    ref = reference(student, teacher.float().masked_fill(teacher.isneginf(), -1e4), temperature)
     (ref_grad,) = torch.autograd.grad(3 * ref, student)
+    assert ours.dtype == torch.float32
     assert float(ours.detach()) == pytest.approx(float(ref.detach()), rel=1e-5, abs=1e-7)
     assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-8), float((grad - ref_grad).abs().max())
-    assert float(grad.abs().sum()) > 0 and torch.equal(teacher.nan_to_num(), kept.nan_to_num())  # input kept
+    assert float(grad.abs().sum()) > 0
+    torch.testing.assert_close(teacher, kept, rtol=0, atol=0, equal_nan=True)  # the input is not written
+    # A bfloat16 student (autocast): a float32 loss, the gradient in the student's dtype.
+    low = student.detach().bfloat16().requires_grad_(True)
+    (low_grad,) = torch.autograd.grad(kl(low, teacher, temperature), low)
+    assert low_grad.dtype == torch.bfloat16 and torch.isfinite(low_grad).all()
+
+
+@pytest.mark.parametrize("kl", [distillation_kl, channel_distillation_kl])
+def test_a_batch_without_any_teacher_value_adds_nothing_and_still_backpropagates(kl):
+    student = torch.randn(2, 4, 5, 6, requires_grad=True)
+    loss = kl(student, torch.full((2, 4, 5, 6), float("nan")))
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and torch.equal(student.grad, torch.zeros_like(student))
