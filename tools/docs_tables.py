@@ -51,10 +51,10 @@ SHIPPED = {  # --weights name -> (network, paper, the shipped model with the sam
 
 def shipped_models() -> str:
     """README's "which model": the CamVid test figures (bench/camvid_test.json), parameters and the
-    best backend's latency of each shipped model in one run (bench/shipped_latency_avx512.json; a
+    best backend's latency of each shipped model in one run (bench/shipped_latency_avx512_s26.json; a
     model whose twin has the same network and speed is not timed again)."""
     test = _load("camvid_test.json")
-    speed = _load("shipped_latency_avx512.json")
+    speed = _load("shipped_latency_avx512_s26.json")
     out = [f"| `--weights` | network | CamVid test mIoU | with flip and 540x720 input | parameters | "
            f"ms on an {cpu_name(speed['machine'])}, {speed['threads']} threads, best backend |",
            "|---|---|---:|---:|---:|---|"]
