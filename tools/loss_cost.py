@@ -8,11 +8,10 @@ default, as the CamVid recipes train). Time it with nothing else running."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from rtseg.benchmarks.training import loss_term_cost
-from rtseg.io import atomic_path
+from rtseg.cli.options import parse_size, write_json
+from rtseg.errors import RtsegError
 
 
 def main() -> None:
@@ -25,15 +24,13 @@ def main() -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     a = p.parse_args()
     try:
-        h, w = (int(v) for v in a.size.lower().split("x"))
-    except ValueError:
-        p.error(f"--size: expected HxW such as 360x480, got {a.size!r}")
-    result = loss_term_cost(a.batch, a.classes, (h, w), a.reps, a.threads)
+        size = parse_size(a.size)
+    except RtsegError as e:
+        p.error(str(e))
+    result = loss_term_cost(a.batch, a.classes, size, a.reps, a.threads)
     for name, seconds in result["terms"].items():
         print(f"{name:16s} {seconds:.3f} s")
-    if a.json:
-        with atomic_path(a.json) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(a.json, result)
 
 
 if __name__ == "__main__":
