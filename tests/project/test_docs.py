@@ -197,6 +197,8 @@ CAMPAIGN_TABLES = {
         "edanet_camvid_refine_cwd1_heldout",
     "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the channel-wise run / the pixel-wise refined run at the same epoch) |":
         "edanet_camvid_refine_cwd1_lovasz1_heldout",
+    "| run | session | CPU | epochs reached (of 120) | held-out 0006R0 mIoU (the 60-epoch run at the same epoch) |":
+        "edanet_camvid_refine_cwd_e120_heldout",
 }
 
 
