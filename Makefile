@@ -112,8 +112,8 @@ shipped-graphs: install
 # The models trained without CamVid's 0006R0 that eval-backends, your-data-example and the
 # distillation recipes start from: ENet stage A (600 epochs), EDANet stage B1, EDANet stage A2
 # (the pruned network after its 600 epochs, where every EDANet last stage starts), and the refined
-# EDANet's two held-out distilled stages (pixel-wise; channel-wise + Lovasz, also a teacher member). Their stages are done, so the checkpoints
-# left the tree; git history keeps them, and this writes them from there into runs/heldout/
+# EDANet's two held-out distilled stages (pixel-wise; channel-wise + Lovasz, also a teacher
+# member). Their stages are done, so the checkpoints left the tree; git history keeps them, and this writes them from there into runs/heldout/
 # (git-ignored). The commits are the ones that wrote each file's last state (the campaign's
 # stage-done commits); they are the one place to change if a checkpoint is ever replaced. A
 # shallow clone lacks them: `git fetch --unshallow` first.
@@ -127,7 +127,7 @@ HELDOUT_EDANET_A2_FROM := f8a3ce7f2139404609ad8bcbe7c5785e477d45e1:bench/campaig
 HELDOUT_EDANET_REFINE := runs/heldout/edanet_camvid_refine_heldout.pt
 HELDOUT_EDANET_REFINE_FROM := 707fdf36450cadf77b2ebe3d8cbc3870c9e6328a:bench/campaign/edanet_camvid_refine_distill4_heldout/last.pt
 HELDOUT_EDANET_CWD := runs/heldout/edanet_camvid_refine_cwd_heldout.pt
-HELDOUT_EDANET_CWD_FROM := 80f4beac3ad1e80fd0c73a0f177cab21f01f89af:bench/campaign/edanet_camvid_refine_cwd1_lovasz1_heldout/last.pt
+HELDOUT_EDANET_CWD_FROM := 1b821277aba9987b4e4ba998058f92a2185d5141:bench/campaign/edanet_camvid_refine_cwd1_lovasz1_heldout/last.pt
 heldout-models: $(HELDOUT_ENET) $(HELDOUT_EDANET) $(HELDOUT_EDANET_A2) $(HELDOUT_EDANET_REFINE) $(HELDOUT_EDANET_CWD)
 
 $(HELDOUT_ENET):
