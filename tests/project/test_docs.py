@@ -199,6 +199,8 @@ CAMPAIGN_TABLES = {
         "edanet_camvid_refine_cwd1_lovasz1_heldout",
     "| run | session | CPU | epochs reached (of 120) | held-out 0006R0 mIoU (the 60-epoch run at the same epoch) |":
         "edanet_camvid_refine_cwd_e120_heldout",
+    "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the two-teacher Lovasz run at the same epoch) |":
+        "edanet_camvid_refine_cwd_t3_heldout",
 }
 
 
