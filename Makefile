@@ -113,8 +113,8 @@ shipped-graphs: install
 # distillation recipes start from: ENet stage A (600 epochs), EDANet stage B1, EDANet stage A2
 # (the pruned network after its 600 epochs, where every EDANet last stage starts), and the refined
 # EDANet's two held-out distilled stages (pixel-wise; channel-wise + Lovasz, also a teacher
-# member). Their stages are done, so the checkpoints left the tree; git history keeps them, and this writes them from there into runs/heldout/
-# (git-ignored). The commits are the ones that wrote each file's last state (the campaign's
+# member). Their stages are done, so the checkpoints left the tree; git history keeps them, and
+# this writes them from there into runs/heldout/ (git-ignored). The commits are the ones that wrote each file's last state (the campaign's
 # stage-done commits); they are the one place to change if a checkpoint is ever replaced. A
 # shallow clone lacks them: `git fetch --unshallow` first.
 HELDOUT_ENET := runs/heldout/enet_camvid_long.pt
