@@ -6,7 +6,7 @@ STAMP := $(VENV)/.rtseg-installed
 # Real data for the tests and benchmarks: override with RTSEG_DATA=/path/holding/camvid.
 export RTSEG_DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install web-runtime litert-env lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs heldout-models cards eval-backends your-data-example clean
+.PHONY: install web-runtime litert-env lint test test-slow test-browser bench bench-serve zoo demo serve docs shipped-graphs heldout-models teacher-members cards eval-backends your-data-example clean
 
 # The page's runtime for `rtseg serve --in-browser` (the network runs in the browser):
 # onnxruntime-web from npm, its default WebGPU + WASM build (three files, 30 MB; its package.json says
@@ -140,6 +140,15 @@ $(HELDOUT_EDANET_REFINE):
 	$(call from_history,$(HELDOUT_EDANET_REFINE_FROM))
 $(HELDOUT_EDANET_CWD):
 	$(call from_history,$(HELDOUT_EDANET_CWD_FROM))
+
+# Teacher members that are fixed files rather than shipped names (a name changes when its model is
+# replaced): session 26's edanet-camvid-distilled, the third member of
+# configs/edanet_camvid_refine_cwd_t3.yaml's teacher.
+TEACHER_EDANET_CWD := runs/teachers/edanet_camvid_distilled_s26.pt
+TEACHER_EDANET_CWD_FROM := 17fb9dee6f942121ea856a3825f7764129c039ab:rtseg/shipped/edanet_camvid_distilled.pt
+teacher-members: $(TEACHER_EDANET_CWD)
+$(TEACHER_EDANET_CWD):
+	$(call from_history,$(TEACHER_EDANET_CWD_FROM))
 
 # $(call from_history,SHA:PATH) writes that file of git history to the target, whole or not at all.
 define from_history
