@@ -43,7 +43,7 @@ def cpu_name(machine: dict) -> str:
 SHIPPED = {  # --weights name -> (network, paper, the shipped model with the same network and speed)
     "enet-camvid": ("ENet", "https://arxiv.org/abs/1606.02147", "enet-camvid"),
     "edanet-camvid": ("EDANet, pruned to width 0.75", "https://arxiv.org/abs/1809.06323", "edanet-camvid"),
-    "edanet-camvid-distilled": ("EDANet as above with a 1/4-resolution refinement, distilled from both",
+    "edanet-camvid-distilled": ("EDANet as above with a 1/4-resolution refinement, distilled from three networks",
                                 "https://arxiv.org/abs/1809.06323", "edanet-camvid-distilled"),
     "enet-camvid-distilled": ("ENet, distilled from both", "https://arxiv.org/abs/1606.02147", "enet-camvid"),
 }
@@ -51,10 +51,10 @@ SHIPPED = {  # --weights name -> (network, paper, the shipped model with the sam
 
 def shipped_models() -> str:
     """README's "which model": the CamVid test figures (bench/camvid_test.json), parameters and the
-    best backend's latency of each shipped model in one run (bench/shipped_latency_avx512_s26.json; a
+    best backend's latency of each shipped model in one run (bench/shipped_latency_avx512_s29.json; a
     model whose twin has the same network and speed is not timed again)."""
     test = _load("camvid_test.json")
-    speed = _load("shipped_latency_avx512_s26.json")
+    speed = _load("shipped_latency_avx512_s29.json")
     out = [f"| `--weights` | network | CamVid test mIoU | with flip and 540x720 input | parameters | "
            f"ms on an {cpu_name(speed['machine'])}, {speed['threads']} threads, best backend |",
            "|---|---|---:|---:|---:|---|"]
