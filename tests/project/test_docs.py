@@ -201,6 +201,8 @@ CAMPAIGN_TABLES = {
         "edanet_camvid_refine_cwd_e120_heldout",
     "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the two-teacher Lovasz run at the same epoch) |":
         "edanet_camvid_refine_cwd_t3_heldout",
+    "| run | session | CPU | epochs reached (of 60) | held-out 0006R0 mIoU (the weight-1 three-member run at the same epoch) |":
+        "edanet_camvid_refine_cwd3_t3_heldout",
 }
 
 
