@@ -49,12 +49,17 @@ SHIPPED = {  # --weights name -> (network, paper, the shipped model with the sam
 }
 
 
+#: The run README's latency column reads: the newest timing of all shipped models in one process
+#: (retake it and point here when a shipped file changes).
+SHIPPED_LATENCY = "shipped_latency_avx512_s29.json"
+
+
 def shipped_models() -> str:
     """README's "which model": the CamVid test figures (bench/camvid_test.json), parameters and the
-    best backend's latency of each shipped model in one run (bench/shipped_latency_avx512_s29.json; a
-    model whose twin has the same network and speed is not timed again)."""
+    best backend's latency of each shipped model in one run (bench/SHIPPED_LATENCY; a model whose
+    twin has the same network and speed is not timed again)."""
     test = _load("camvid_test.json")
-    speed = _load("shipped_latency_avx512_s29.json")
+    speed = _load(SHIPPED_LATENCY)
     out = [f"| `--weights` | network | CamVid test mIoU | with flip and 540x720 input | parameters | "
            f"ms on an {cpu_name(speed['machine'])}, {speed['threads']} threads, best backend |",
            "|---|---|---:|---:|---:|---|"]
